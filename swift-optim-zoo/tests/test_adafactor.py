@@ -67,11 +67,12 @@ def _run(w0, grads, **kwargs):
     ((5, 6), {}),  # transformers' default mode: relative step, parameter scale
     ((5, 6), {"lr": 0.02, "scale_parameter": True}),
 ])
-def test_matches_float64_recomputation(shape, kwargs):
+@pytest.mark.parametrize("fused", [False, True])
+def test_matches_float64_recomputation(shape, kwargs, fused):
     g = torch.Generator().manual_seed(len(shape) * 10 + len(kwargs))
     w0 = torch.randn(*shape, dtype=torch.float64, generator=g)
     grads = [torch.randn(*shape, dtype=torch.float64, generator=g) for _ in range(5)]
-    param, opt = _run(w0, grads, **kwargs)
+    param, opt = _run(w0, grads, **kwargs, fused=fused)
     group = opt.param_groups[0]
     expected = _reference(
         w0, grads, lr=group["lr"], eps1=1e-30, eps2=1e-3, clip=group["clip_threshold"], decay=-0.8,

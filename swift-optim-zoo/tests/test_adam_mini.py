@@ -114,12 +114,14 @@ def test_missing_head_count_warns_and_num_heads_kwarg_fixes_it() -> None:
         AdamMini(model, num_heads=3)
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_update_matches_float64_reference(seed: int) -> None:
+def test_update_matches_float64_reference(seed: int, fused: bool) -> None:
     torch.manual_seed(seed)
     model = LlamaLike().double()
     named = [(n, p.detach().clone()) for n, p in model.named_parameters()]
-    opt = swift_zoo.build_optimizer("adam_mini", model, lr=0.01, betas=(0.8, 0.9), eps=1e-6, weight_decay=0.1)
+    opt = swift_zoo.build_optimizer("adam_mini", model, lr=0.01, betas=(0.8, 0.9), eps=1e-6, weight_decay=0.1,
+                                    fused=fused)
     gen = torch.Generator().manual_seed(seed)
     grads_per_step = []
     for _ in range(3):

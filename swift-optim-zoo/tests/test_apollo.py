@@ -181,3 +181,25 @@ def test_spec_declares_the_non_commercial_reference():
     for name in ("apollo_adamw", "apollo_mini"):
         assert "CC BY-NC" in specs[name].license
         assert specs[name].roles == ("hidden_matrix",)
+
+
+@pytest.mark.parametrize("cls", [ApolloAdamW, ApolloMini])
+def test_stored_projection_equals_regenerated_and_is_dropped_at_refresh(cls):
+    """store_projection=True keeps the projection for speed; it must be the seed's projection, replaced at
+    every refresh, so both settings follow one trajectory; False keeps no projection at all."""
+    w0 = torch.randn(10, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    grads = _grads((10, 7), 7, 5)
+    kwargs = {"lr": 0.05, "update_proj_gap": 3, **({"rank": 3} if cls is ApolloAdamW else {})}
+    stored, opt_stored, seeds = _run_with_seeds(cls, w0, grads, **kwargs)
+    regenerated, opt_regen, _ = _run_with_seeds(cls, w0, grads, store_projection=False, **kwargs)
+    torch.testing.assert_close(stored, regenerated, rtol=0, atol=0)
+    rank = 3 if cls is ApolloAdamW else 1
+    kept = opt_stored.state[stored]["projection"].double().numpy()
+    np.testing.assert_allclose(kept, _projection_for(seeds[-1], 7, rank), rtol=1e-6)
+    assert "projection" not in opt_regen.state[regenerated]
+    assert measure_state_bytes(opt_stored) - measure_state_bytes(opt_regen) == 7 * rank * 8
+
+
+def test_store_projection_must_be_a_bool():
+    with pytest.raises(ConfigError, match="'store_projection' expects one of True, False, got 'yes'"):
+        ApolloAdamW([torch.nn.Parameter(torch.zeros(4, 4))], store_projection="yes")

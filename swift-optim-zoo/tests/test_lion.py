@@ -27,14 +27,14 @@ def reference_lion(weight, grads, *, lr, beta1, beta2, wd):
     return w.view(weight.shape)
 
 
-@pytest.mark.parametrize("foreach", [True, False])
+@pytest.mark.parametrize("mode", ["foreach", "loop", "fused"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_update_matches_float64_reference(foreach: bool, seed: int) -> None:
+def test_update_matches_float64_reference(mode: str, seed: int) -> None:
     gen = torch.Generator().manual_seed(seed)
     weight = torch.randn(3, 4, generator=gen, dtype=torch.float64)
     grads = [torch.randn(3, 4, generator=gen, dtype=torch.float64) for _ in range(5)]
     p = nn.Parameter(weight.clone())
-    opt = Lion([p], lr=0.01, betas=(0.8, 0.95), weight_decay=0.3, foreach=foreach)
+    opt = Lion([p], lr=0.01, betas=(0.8, 0.95), weight_decay=0.3, foreach=mode == "foreach", fused=mode == "fused")
     for g in grads:
         p.grad = g.clone()
         opt.step()

@@ -45,14 +45,14 @@ def _grad(t: int, y: torch.Tensor) -> torch.Tensor:
     return y - torch.randn(y.shape, generator=gen, dtype=torch.float64)
 
 
-@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("mode", ["loop", "foreach", "fused"])
 @pytest.mark.parametrize(("warmup", "wd", "r"), [(0, 0.0, 0.0), (3, 0.1, 0.0), (2, 0.05, 1.0)])
-def test_sequences_match_float64_reference(warmup: int, wd: float, r: float, foreach: bool) -> None:
+def test_sequences_match_float64_reference(warmup: int, wd: float, r: float, mode: str) -> None:
     gen = torch.Generator().manual_seed(warmup)
     p0 = torch.randn(4, 3, generator=gen, dtype=torch.float64)
     p = nn.Parameter(p0.clone())
     opt = ScheduleFreeAdamW([p], lr=0.05, betas=(0.9, 0.99), eps=1e-8, weight_decay=wd, warmup_steps=warmup, r=r,
-                            foreach=foreach)
+                            foreach=mode == "foreach", fused=mode == "fused")
     for t in range(1, 7):
         p.grad = _grad(t, p.detach())
         opt.step()

@@ -19,8 +19,9 @@ OPTIMIZERS = [
         summary="APOLLO: AdamW-like channel-wise scaling of the raw gradient, estimated in a random projection",
         reference="arXiv:2412.05270",
         state_bytes=(
-            "hidden m x n matrices (rank r < min(m, n)): 2*max(m,n)*r + 1 float32 words (low-rank moments, "
-            "previous update norm; the projection is regenerated from a seed); other parameters: AdamW's"
+            "hidden m x n matrices (rank r < min(m, n)): 2*max(m,n)*r + min(m,n)*r + 1 float32 words (low-rank "
+            "moments, the projection, the previous update norm; store_projection=False drops the projection and "
+            "regenerates it from its seed every step); other parameters: AdamW's"
         ),
         roles=("hidden_matrix",),
         license=_LICENSE,
@@ -32,7 +33,8 @@ OPTIMIZERS = [
         summary="APOLLO-Mini: rank-1 APOLLO with one tensor-wise scaling factor (SGD-like memory)",
         reference="arXiv:2412.05270",
         state_bytes=(
-            "hidden m x n matrices: 2*max(m,n) + 1 float32 words; other parameters: AdamW's 2 moments + step"
+            "hidden m x n matrices: 2*max(m,n) + min(m,n) + 1 float32 words (moments, rank-1 projection, update "
+            "norm); other parameters: AdamW's 2 moments + step"
         ),
         roles=("hidden_matrix",),
         license=_LICENSE,

@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from swift_optim_zoo._fused import check_fused
+from swift_optim_zoo.adafactor._fused_rule import fused_adafactor_step
 from swift_optim_zoo.adafactor._rule import adafactor_state_elements, adafactor_update, init_adafactor_state, rms
 from swift_optim_zoo.galore._hybrid import check_range, compute_dtype
 from swift_zoo import ConfigError
@@ -40,7 +42,9 @@ class Adafactor(PreserveStateDtypes, torch.optim.Optimizer):
     in transformers). In relative-step mode the group ``lr`` is ``None`` and LR schedulers do not apply.
 
     State for a ``m x n`` matrix: ``m + n`` float32 (``+ m n`` with ``beta1``); 1-D: ``n`` float32.
-    bf16 parameters are updated through a float32 copy, the state stays float32.
+    bf16 parameters are updated through a float32 copy, the state stays float32. ``fused=True`` runs
+    the whole per-parameter step (statistics, RMS clipping, parameter-scaled step size, update)
+    compiled into a few passes over memory (:mod:`swift_optim_zoo._fused`).
 
     .. code-block:: yaml
 
@@ -63,6 +67,7 @@ class Adafactor(PreserveStateDtypes, torch.optim.Optimizer):
         scale_parameter: bool | None = None,
         relative_step: bool | None = None,
         warmup_init: bool = False,
+        fused: bool = False,
     ) -> None:
         owner = self.name
         if relative_step is None:
@@ -90,10 +95,11 @@ class Adafactor(PreserveStateDtypes, torch.optim.Optimizer):
         if beta1 is not None:
             check_range(owner, "beta1", beta1, low=0.0, high=1.0, high_open=True)
         check_range(owner, "weight_decay", weight_decay, low=0.0)
+        check_fused(owner, fused)
         defaults = {
             "lr": lr, "eps": tuple(eps), "clip_threshold": clip_threshold, "decay_rate": decay_rate,
             "beta1": beta1, "weight_decay": weight_decay, "scale_parameter": scale_parameter,
-            "relative_step": relative_step, "warmup_init": warmup_init,
+            "relative_step": relative_step, "warmup_init": warmup_init, "fused": fused,
         }
         super().__init__(params, defaults)
 
@@ -138,6 +144,10 @@ class Adafactor(PreserveStateDtypes, torch.optim.Optimizer):
                     init_adafactor_state(state, grad.shape, dtype=dtype, device=grad.device,
                                          use_first_moment=group["beta1"] is not None)
                 state["step"] += 1
+                relative_size = self._step_size({**group, "scale_parameter": False}, state["step"], 0.0)
+                if (group.get("fused", False) and param.is_contiguous()
+                        and fused_adafactor_step(param, grad.contiguous(), state, group, relative_size=relative_size)):
+                    continue
                 param_rms = float(rms(param.detach().to(dtype))) if group["scale_parameter"] else 0.0
                 step_size = self._step_size(group, state["step"], param_rms)
                 update = adafactor_update(

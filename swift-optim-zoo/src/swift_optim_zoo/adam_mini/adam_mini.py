@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from swift_optim_zoo._fused import FusedKernel, alias, check_fused
 from swift_optim_zoo.adam_mini.blocks import BlockLayout, block_layouts, layout_from_group, matrix_view
 from swift_zoo import ConfigError
 from swift_zoo.optim import group_role
@@ -49,7 +50,8 @@ class AdamMini(torch.optim.Optimizer):
 
     Defaults (the reference's): ``lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0``.
     State: ``exp_avg`` (parameter dtype), ``exp_avg_sq`` (one value per block, parameter dtype),
-    ``step`` (float32): about half of AdamW.
+    ``step`` (float32): about half of AdamW. ``fused=True`` runs the per-block rule compiled into one
+    or two passes over memory (:mod:`swift_optim_zoo._fused`); layouts with column blocks stay eager.
 
     .. code-block:: yaml
 
@@ -69,6 +71,7 @@ class AdamMini(torch.optim.Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         num_heads: int | None = None,
+        fused: bool = False,
     ) -> None:
         _require(lr >= 0, "lr", "a float >= 0", lr)
         _require(len(tuple(betas)) == 2 and all(0 <= b < 1 for b in betas), "betas", "two floats in [0, 1)", betas)
@@ -76,8 +79,9 @@ class AdamMini(torch.optim.Optimizer):
         _require(weight_decay >= 0, "weight_decay", "a float >= 0", weight_decay)
         _require(num_heads is None or (isinstance(num_heads, int) and num_heads > 0), "num_heads",
                  "None or an int > 0", num_heads)
+        check_fused(self.name, fused)
         self.num_heads = num_heads
-        defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay}
+        defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay, "fused": fused}
         if isinstance(model_or_params, nn.Module):
             groups = []
             for name, param, role, layout in block_layouts(model_or_params, num_heads=num_heads):
@@ -141,6 +145,10 @@ class AdamMini(torch.optim.Optimizer):
         step = float(state["step"])
         grad = p.grad
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        if group.get("fused", False) and layout != "columns" and grad.dtype == p.dtype and p.is_contiguous():
+            scalars = (lr, beta1, beta2, group["eps"], group["weight_decay"], 1 - beta1**step, 1 - beta2**step)
+            _fused_param_step(p, grad.contiguous(), exp_avg, exp_avg_sq, layout, block_rows, scalars)
+            return
         exp_avg.lerp_(grad, 1 - beta1)
         compute = torch.promote_types(p.dtype, torch.float32)
         grad_rows = matrix_view(grad.contiguous(), layout)
@@ -152,6 +160,35 @@ class AdamMini(torch.optim.Optimizer):
             p.mul_(1 - lr * group["weight_decay"])
         row_scale = _per_row(denom.reciprocal_(), block_rows).mul_(lr / (1 - beta1**step))
         matrix_view(p, layout).addcmul_(matrix_view(exp_avg, layout), row_scale.unsqueeze(1).to(p.dtype), value=-1)
+
+
+def _adam_mini_rule(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
+                    hyper: torch.Tensor) -> None:
+    """The step on ``[blocks, block_size]`` views, ``exp_avg_sq`` ``[blocks]``; ``hyper`` = ``(lr, beta1, beta2,
+    eps, weight_decay, 1 - beta1^t, 1 - beta2^t)``."""
+    lr, beta1, beta2, eps, weight_decay, correction1, correction2 = (hyper[i] for i in range(7))
+    exp_avg.mul_(beta1).add_(grad * (1 - beta1))
+    mean_sq = grad.to(hyper.dtype).square().mean(dim=1)
+    exp_avg_sq.mul_(beta2).add_(mean_sq * (1 - beta2))
+    denom = (exp_avg_sq.to(hyper.dtype) / correction2).sqrt() + eps
+    param.mul_(1 - lr * weight_decay)
+    param.sub_(exp_avg * ((lr / correction1) / denom).unsqueeze(1))
+
+
+ADAM_MINI_KERNEL = FusedKernel(_adam_mini_rule)
+
+
+def _fused_param_step(p: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
+                      layout: str, block_rows: list[list[int]], scalars: tuple[float, ...]) -> None:
+    """One kernel call per run of equal blocks: rows of a block are contiguous, so a run of ``n`` rows
+    cut into blocks of ``b`` rows is the ``[n / b, b * cols]`` matrix."""
+    matrices = [matrix_view(t, layout) for t in (p, grad, exp_avg)]
+    cols = matrices[0].shape[1]
+    row, block = 0, 0
+    for n, b in block_rows:
+        blocks = [alias(m[row:row + n], n // b, b * cols) for m in matrices]  # writes reach p and exp_avg
+        ADAM_MINI_KERNEL(*blocks, alias(exp_avg_sq[block:block + n // b]), scalars=scalars, owner="adam_mini")
+        row, block = row + n, block + n // b
 
 
 def _block_means(row_values: torch.Tensor, block_rows: list[list[int]]) -> torch.Tensor:

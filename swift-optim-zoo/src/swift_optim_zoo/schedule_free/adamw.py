@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from swift_optim_zoo._fused import FusedKernel, can_flatten, check_fused, flat
 from swift_zoo import ConfigError, OptimizerModeError
 
 
@@ -49,6 +50,8 @@ class ScheduleFreeAdamW(torch.optim.Optimizer):
     Defaults (the reference's): ``lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
     warmup_steps=0, r=0, weight_lr_power=2``. ``foreach=None`` uses multi-tensor ops on CUDA and a
     per-tensor loop with reused scratch buffers on CPU (as :class:`swift_optim_zoo.lion.Lion`).
+    ``fused=True`` runs the per-tensor rule compiled into one pass over memory
+    (:mod:`swift_optim_zoo._fused`); it overrides ``foreach``.
 
     .. code-block:: yaml
 
@@ -72,6 +75,7 @@ class ScheduleFreeAdamW(torch.optim.Optimizer):
         r: float = 0.0,
         weight_lr_power: float = 2.0,
         foreach: bool | None = None,
+        fused: bool = False,
     ) -> None:
         _require(lr >= 0, "lr", "a float >= 0", lr)
         _require(len(tuple(betas)) == 2 and 0 < betas[0] < 1 and 0 <= betas[1] < 1, "betas",
@@ -79,10 +83,11 @@ class ScheduleFreeAdamW(torch.optim.Optimizer):
         _require(eps >= 0, "eps", "a float >= 0", eps)
         _require(weight_decay >= 0, "weight_decay", "a float >= 0", weight_decay)
         _require(isinstance(warmup_steps, int) and warmup_steps >= 0, "warmup_steps", "an int >= 0", warmup_steps)
+        check_fused(self.name, fused)
         defaults = {
             "lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
             "warmup_steps": warmup_steps, "r": r, "weight_lr_power": weight_lr_power,
-            "foreach": foreach, "k": 0, "train_mode": True, "weight_sum": 0.0, "lr_max": -1.0, "scheduled_lr": 0.0,
+            "foreach": foreach, "fused": fused, "k": 0, "train_mode": True, "weight_sum": 0.0, "lr_max": -1.0, "scheduled_lr": 0.0,
         }
         super().__init__(params, defaults)
 
@@ -165,12 +170,16 @@ class ScheduleFreeAdamW(torch.optim.Optimizer):
         group["k"] = k + 1
         if not ys:
             return
+        hyper = {"lr": lr, "beta1": beta1, "beta2": beta2, "eps": group["eps"],
+                 "weight_decay": group["weight_decay"], "ckp1": ckp1}
+        if group.get("fused", False):
+            _fused_step(ys, grads, zs, exp_avg_sqs, **hyper)
+            return
         foreach = group["foreach"]
         if foreach is None:  # as Lion: per tensor on CPU (cache-friendly), multi-tensor on CUDA
             foreach = all(p.device.type == "cuda" for p in ys)
         if not foreach:
-            _single_tensor_step(ys, grads, zs, exp_avg_sqs, lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"],
-                                weight_decay=group["weight_decay"], ckp1=ckp1)
+            _single_tensor_step(ys, grads, zs, exp_avg_sqs, **hyper)
             return
         torch._foreach_mul_(exp_avg_sqs, beta2)
         torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
@@ -204,3 +213,32 @@ def _single_tensor_step(ys: list[torch.Tensor], grads: list[torch.Tensor], zs: l
         y.lerp_(z, ckp1)
         y.add_(update, alpha=lr * (beta1 * (1 - ckp1) - 1))
         z.sub_(update, alpha=lr)
+
+
+def _schedule_free_rule(y: torch.Tensor, grad: torch.Tensor, z: torch.Tensor, exp_avg_sq: torch.Tensor,
+                        hyper: torch.Tensor) -> None:
+    """The step on one tensor, in place; ``hyper`` = ``(lr, beta1, beta2, eps, weight_decay, ckp1)``."""
+    lr, beta1, beta2, eps, weight_decay, ckp1 = (hyper[i] for i in range(6))
+    exp_avg_sq.mul_(beta2).add_(grad * grad * (1 - beta2))
+    update = grad / (exp_avg_sq.sqrt() + eps) + y * weight_decay
+    # torch.lerp's two-sided formula, as the eager path: at ckp1 = 1 (first step) y lands exactly on z
+    diff = z - y
+    y.copy_(torch.where(ckp1 < 0.5, y + diff * ckp1, z - diff * (1 - ckp1)))
+    y.add_(update * (lr * (beta1 * (1 - ckp1) - 1)))
+    z.sub_(update * lr)
+
+
+SCHEDULE_FREE_KERNEL = FusedKernel(_schedule_free_rule)
+
+
+def _fused_step(ys: list[torch.Tensor], grads: list[torch.Tensor], zs: list[torch.Tensor],
+                exp_avg_sqs: list[torch.Tensor], *, lr: float, beta1: float, beta2: float, eps: float,
+                weight_decay: float, ckp1: float) -> None:
+    scalars = (lr, beta1, beta2, eps, weight_decay, ckp1)
+    for y, grad, z, exp_avg_sq in zip(ys, grads, zs, exp_avg_sqs):
+        if not (can_flatten(y, grad, z, exp_avg_sq) and grad.dtype == y.dtype):
+            _single_tensor_step([y], [grad], [z], [exp_avg_sq], lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                                weight_decay=weight_decay, ckp1=ckp1)
+            continue
+        SCHEDULE_FREE_KERNEL(flat(y), flat(grad), flat(z), flat(exp_avg_sq), scalars=scalars,
+                             owner="schedule_free_adamw")
