@@ -106,7 +106,7 @@ NOTES = """### Reading the numbers
   2048x2048 statistics per matrix, `eigh` at step 1, a QR refresh every 10 steps, 3x AdamW's state),
   GaLore / APOLLO (projections each step, an SVD or random projection at each refresh: step 1
   column). The 'method kernels' column measures the dense linear algebra; what remains is compared
-  with fused AdamW. APOLLO-AdamW's remainder (1.6-2.2x over runs) is its full-rank passes: channel
+  with fused AdamW. APOLLO-AdamW's remainder (2.2x in the last two runs) is its full-rank passes: channel
   norms of the gradient for the norm-growth limiter, then the scaled write.
 * State goals: for hybrid methods the whole-model ratio is f + (1 - f) * (ratio on targeted params),
   f = share of parameters they leave to the inner AdamW (embedding + head = 17 % here). APOLLO-Mini

@@ -7,7 +7,7 @@ and runs it either as written (eager) or compiled by ``torch.compile`` (inductor
 into one or two loops over memory.
 
 * One compilation per kernel and dtype, not per shape: the kernel is compiled with
-  ``dynamic=True`` and callers pass flat 1-D views (or 2-D ``[blocks, block_size]`` views for
+  ``dynamic=True`` and callers pass flat 1-D aliases (or 2-D ``[blocks, block_size]`` ones for
   rules with per-block reductions), so a model's many shapes share one compiled loop.
 * Hyperparameters reach the kernel as one small tensor (``hyper``; float32, float64 for float64
   parameters, which is the precision eager CPU ops use for Python scalars), never as Python
@@ -123,12 +123,7 @@ def alias(tensor: torch.Tensor, *shape: int) -> torch.Tensor:
     return out
 
 
-def flat(tensor: torch.Tensor) -> torch.Tensor:
-    """The flat 1-D :func:`alias` every element-wise kernel is compiled for."""
-    return alias(tensor)
-
-
-def can_flatten(*tensors: torch.Tensor) -> bool:
+def can_alias(*tensors: torch.Tensor) -> bool:
     """Whether every tensor is dense and contiguous, so :func:`alias` can see it with another shape."""
     return all(t.layout == torch.strided and t.is_contiguous() for t in tensors)
 

@@ -144,10 +144,10 @@ class Adafactor(PreserveStateDtypes, torch.optim.Optimizer):
                     init_adafactor_state(state, grad.shape, dtype=dtype, device=grad.device,
                                          use_first_moment=group["beta1"] is not None)
                 state["step"] += 1
-                relative_size = self._step_size({**group, "scale_parameter": False}, state["step"], 0.0)
-                if (group.get("fused", False) and param.is_contiguous()
-                        and fused_adafactor_step(param, grad.contiguous(), state, group, relative_size=relative_size)):
-                    continue
+                if group.get("fused", False) and param.is_contiguous():
+                    relative_size = self._step_size({**group, "scale_parameter": False}, state["step"], 0.0)
+                    if fused_adafactor_step(param, grad.contiguous(), state, group, relative_size=relative_size):
+                        continue
                 param_rms = float(rms(param.detach().to(dtype))) if group["scale_parameter"] else 0.0
                 step_size = self._step_size(group, state["step"], param_rms)
                 update = adafactor_update(

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from swift_optim_zoo._fused import FusedKernel, can_flatten, check_fused, flat
+from swift_optim_zoo._fused import FusedKernel, alias, can_alias, check_fused
 from swift_zoo import ConfigError
 
 
@@ -32,8 +32,8 @@ class Lion(torch.optim.Optimizer):
     per-tensor loop with one reused scratch buffer on CPU, where it measured 1.6x faster than the
     multi-tensor ops on a 50 M-parameter model (each tensor stays in cache for its four passes).
     ``fused=True`` runs the per-tensor rule compiled into one pass over memory
-    (:mod:`swift_optim_zoo._fused`; about 3x faster than the eager loop on CPU, as fast as
-    ``torch.optim.AdamW(fused=True)``); it overrides ``foreach``.
+    (:mod:`swift_optim_zoo._fused`; on the 50 M-parameter benchmark 2.6x faster than the eager loop,
+    1.05x the time of ``torch.optim.AdamW(fused=True)``); it overrides ``foreach``.
 
     Defaults (the paper's and lion-pytorch's): ``lr=1e-4, betas=(0.9, 0.99), weight_decay=0``.
     State: ``exp_avg`` (parameter dtype).
@@ -152,7 +152,7 @@ LION_KERNEL = FusedKernel(_lion_rule)
 def _fused_lion(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs: list[torch.Tensor], *,
                 lr: float, beta1: float, beta2: float, weight_decay: float) -> None:
     for p, grad, exp_avg in zip(params, grads, exp_avgs):
-        if not (can_flatten(p, grad, exp_avg) and grad.dtype == p.dtype):
+        if not (can_alias(p, grad, exp_avg) and grad.dtype == p.dtype):
             _single_tensor_lion([p], [grad], [exp_avg], lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay)
             continue
-        LION_KERNEL(flat(p), flat(grad), flat(exp_avg), scalars=(lr, beta1, beta2, weight_decay), owner="lion")
+        LION_KERNEL(alias(p), alias(grad), alias(exp_avg), scalars=(lr, beta1, beta2, weight_decay), owner="lion")

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from swift_optim_zoo._fused import FusedKernel, can_flatten, check_fused, flat
+from swift_optim_zoo._fused import FusedKernel, alias, can_alias, check_fused
 from swift_zoo import ConfigError, OptimizerModeError
 
 
@@ -236,9 +236,9 @@ def _fused_step(ys: list[torch.Tensor], grads: list[torch.Tensor], zs: list[torc
                 weight_decay: float, ckp1: float) -> None:
     scalars = (lr, beta1, beta2, eps, weight_decay, ckp1)
     for y, grad, z, exp_avg_sq in zip(ys, grads, zs, exp_avg_sqs):
-        if not (can_flatten(y, grad, z, exp_avg_sq) and grad.dtype == y.dtype):
+        if not (can_alias(y, grad, z, exp_avg_sq) and grad.dtype == y.dtype):
             _single_tensor_step([y], [grad], [z], [exp_avg_sq], lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                                 weight_decay=weight_decay, ckp1=ckp1)
             continue
-        SCHEDULE_FREE_KERNEL(flat(y), flat(grad), flat(z), flat(exp_avg_sq), scalars=scalars,
+        SCHEDULE_FREE_KERNEL(alias(y), alias(grad), alias(z), alias(exp_avg_sq), scalars=scalars,
                              owner="schedule_free_adamw")
