@@ -48,7 +48,8 @@ QUICK = {"vocab": 64, "hidden": 64, "blocks": 2, "rounds": 2, "slow_rounds": 1, 
 SLOW = {"muon", "soap"}  # seconds per step on this CPU: fewer rounds
 
 # Step-time / state settings per optimizer (defaults otherwise), one row each. GaLore at rank 128 is the
-# stated goal; the element-wise methods also run with fused=True (compiled per-tensor kernels), as AdamW does.
+# stated goal; the element-wise methods also run with fused=True (compiled per-tensor kernels, C kernels for
+# Adafactor's and APOLLO's full-rank passes), as AdamW does.
 STEP_VARIANTS: dict[str, list[dict[str, Any]]] = {
     "galore_adamw": [{"rank": 128}],
     "galore_adafactor": [{"rank": 128}],
@@ -56,7 +57,9 @@ STEP_VARIANTS: dict[str, list[dict[str, Any]]] = {
     "lion": [{}, {"fused": True}],
     "adam_mini": [{}, {"fused": True}],
     "schedule_free_adamw": [{}, {"fused": True}],
-    "adafactor": [{}, {"fused": True}],
+    "adafactor": [{}, {"fused": True}, {"fused": True, "lr": 1e-3}],  # default (relative step) and HF Trainer modes
+    "apollo_adamw": [{}, {"fused": True}],
+    "apollo_mini": [{}, {"fused": True}],
 }
 # Ops whose time is the method's own dense linear algebra (projections, Newton-Schulz, eigenbases):
 # the "method kernels" column, measured with torch.profiler on two extra steps.
@@ -95,19 +98,23 @@ NOTES = """### Reading the numbers
   something, and even they carry +-30 %.
 * `torch.optim.AdamW(fused=True)` is one C++ kernel per tensor (a single pass over memory). An
   element-wise method written with torch ops makes 4-8 passes (Lion 4, Adam-mini 5, schedule-free 8);
-  `fused=True` (Lion, Adam-mini, schedule-free AdamW, Adafactor) compiles each method's per-tensor
-  rule with `torch.compile` into one or two loops (`swift_optim_zoo/_fused.py`). Step 1 of a fused
-  row includes that compilation (seconds, cached on disk for later processes).
-* Adafactor, even fused, needs three dependent loops per matrix (row/column statistics; then the RMS
-  of the update, which the clipping divides by; then the write) where AdamW needs one, and inductor's
-  column reduction is slow here; hence about 3x.
+  `fused=True` (Lion, Adam-mini, schedule-free AdamW; Adafactor's 1-D tensors, APOLLO's low-rank
+  moments) compiles each method's per-tensor rule with `torch.compile` into one or two loops
+  (`swift_optim_zoo/_fused.py`). Step 1 of a fused row includes that compilation (seconds, cached on
+  disk for later processes).
+* Adafactor needs three dependent passes per matrix (row/column statistics; then the RMS of the
+  update, which the clipping divides by; then the write) where AdamW needs one. `fused=True` runs
+  them as C kernels (`swift_optim_zoo/_native.py`: one read of the matrix each, four rows side by
+  side), which brings the explicit-lr mode (HF Trainer's) under fused AdamW. The default mode
+  (relative step scaled by the parameter's RMS) also reads every parameter before writing it.
 * Methods that cost more by design: Muon (5 Newton-Schulz iterations = 15 matmuls per 2048x2048
   matrix per step, bf16), SOAP (8 fp32 matmuls per matrix per step plus element-wise updates of two
   2048x2048 statistics per matrix, `eigh` at step 1, a QR refresh every 10 steps, 3x AdamW's state),
   GaLore / APOLLO (projections each step, an SVD or random projection at each refresh: step 1
   column). The 'method kernels' column measures the dense linear algebra; what remains is compared
-  with fused AdamW. APOLLO-AdamW's remainder (2.2x in the last two runs) is its full-rank passes: channel
-  norms of the gradient for the norm-growth limiter, then the scaled write.
+  with fused AdamW. APOLLO's remainder is its full-rank passes (the scaled gradient's norm for the
+  norm-growth limiter, then the scaled write) and its low-rank Adam moments; `fused=True` runs the
+  first two as C kernels and the moments with their channel norms as one compiled loop.
 * State goals: for hybrid methods the whole-model ratio is f + (1 - f) * (ratio on targeted params),
   f = share of parameters they leave to the inner AdamW (embedding + head = 17 % here). APOLLO-Mini
   and Muon meet their goals on the matrices they act on, not on this whole model; on a model whose

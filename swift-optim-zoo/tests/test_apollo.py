@@ -19,12 +19,13 @@ def _grads(shape, steps, seed):
     return [torch.randn(*shape, generator=g, dtype=torch.float64) for _ in range(steps)]
 
 
-def _projection_for(seed: int, dim: int, rank: int) -> np.ndarray:
+def _projection_for(seed: int, dim: int, rank: int, dtype: torch.dtype = torch.float64) -> np.ndarray:
+    """The seed's Gaussian draws as the optimizer makes them in ``dtype`` (float32 draws differ from float64 ones)."""
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(dim, rank, generator=generator, dtype=torch.float64).numpy() / math.sqrt(rank)
+    return torch.randn(dim, rank, generator=generator, dtype=dtype).double().numpy() / math.sqrt(rank)
 
 
-def _reference_apollo(w0, grads, seeds, *, lr, betas, eps, wd, rank, scale, channel, gamma):
+def _reference_apollo(w0, grads, seeds, *, lr, betas, eps, wd, rank, scale, channel, gamma, draws=torch.float64):
     """Plain numpy APOLLO; ``seeds[t]`` is the projection seed used at step t (read from the optimizer)."""
     w = w0.numpy().copy()
     rows, cols = w.shape
@@ -32,7 +33,7 @@ def _reference_apollo(w0, grads, seeds, *, lr, betas, eps, wd, rank, scale, chan
     m = v = previous_norm = None
     for t, grad in enumerate(grads):
         g = grad.numpy()
-        p = _projection_for(seeds[t], min(rows, cols), rank)
+        p = _projection_for(seeds[t], min(rows, cols), rank, draws)
         r = g @ p if right else p.T @ g
         if m is None:
             m, v = np.zeros_like(r), np.zeros_like(r)
@@ -69,18 +70,36 @@ def _run_with_seeds(cls, w0, grads, **kwargs):
     return param, opt, seeds
 
 
-@pytest.mark.parametrize(("shape", "scale_type"), [((12, 8), "channel"), ((8, 12), "channel"),
-                                                  ((12, 8), "tensor"), ((9, 9), "channel")])
-def test_apollo_matches_float64_recomputation(shape, scale_type):
+SHAPES_AND_SCALES = [((12, 8), "channel"), ((8, 12), "channel"), ((12, 8), "tensor"), ((9, 9), "channel")]
+
+
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize(("shape", "scale_type"), SHAPES_AND_SCALES)
+def test_apollo_matches_float64_recomputation(shape, scale_type, fused):
     w0 = torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     # growing gradients make the norm-growth limiter act
     grads = [g * (1.5**t) for t, g in enumerate(_grads(shape, 7, 2))]
     kwargs = {"lr": 0.05, "betas": (0.8, 0.95), "eps": 1e-6, "weight_decay": 0.1, "rank": 3,
-              "update_proj_gap": 3, "scale": 2.0, "scale_type": scale_type}
+              "update_proj_gap": 3, "scale": 2.0, "scale_type": scale_type, "fused": fused}
     param, _, seeds = _run_with_seeds(ApolloAdamW, w0, grads, **kwargs)
     expected = _reference_apollo(w0, grads, seeds, lr=0.05, betas=(0.8, 0.95), eps=1e-6, wd=0.1, rank=3, scale=2.0,
                                  channel=scale_type == "channel", gamma=1.01)
     np.testing.assert_allclose(param.detach().numpy(), expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(("shape", "scale_type"), SHAPES_AND_SCALES)
+def test_fused_float32_matches_float64_recomputation(shape, scale_type):
+    """float32 on CPU: the norm and the write run in the C kernels (per-row, per-column and tensor-wise
+    scales); against the float64 rule on the same float32 inputs."""
+    w0 = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+    grads = [(g * (1.5**t)).float() for t, g in enumerate(_grads(shape, 7, 2))]
+    kwargs = {"lr": 0.05, "betas": (0.8, 0.95), "eps": 1e-6, "weight_decay": 0.1, "rank": 3,
+              "update_proj_gap": 3, "scale": 2.0, "scale_type": scale_type, "fused": True}
+    param, _, seeds = _run_with_seeds(ApolloAdamW, w0, grads, **kwargs)
+    expected = _reference_apollo(w0.double(), [g.double() for g in grads], seeds, lr=0.05, betas=(0.8, 0.95),
+                                 eps=1e-6, wd=0.1, rank=3, scale=2.0, channel=scale_type == "channel", gamma=1.01,
+                                 draws=torch.float32)
+    np.testing.assert_allclose(param.detach().double().numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_projection_seed_changes_every_gap_steps_only():

@@ -12,9 +12,10 @@ from torch import nn
 
 from swift_optim_zoo import _fused
 from swift_optim_zoo.adafactor import Adafactor
-from swift_optim_zoo.adafactor._fused_rule import FACTORED_STATISTICS_KERNEL, FACTORED_UPDATE_KERNEL, UNFACTORED_KERNEL
+from swift_optim_zoo.adafactor._fused_rule import FACTORED_WRITE_KERNEL, UNFACTORED_KERNEL
 from swift_optim_zoo.adam_mini import AdamMini
 from swift_optim_zoo.adam_mini.adam_mini import ADAM_MINI_KERNEL
+from swift_optim_zoo.apollo import ApolloAdamW, ApolloMini
 from swift_optim_zoo.lion import Lion
 from swift_optim_zoo.lion.lion import LION_KERNEL
 from swift_optim_zoo.schedule_free import ScheduleFreeAdamW
@@ -52,7 +53,7 @@ def _pair(dtype: torch.dtype) -> tuple[nn.Module, nn.Module]:
     return a, b
 
 
-ADAFACTOR_KERNELS = [FACTORED_STATISTICS_KERNEL, FACTORED_UPDATE_KERNEL, UNFACTORED_KERNEL]
+ADAFACTOR_KERNELS = [FACTORED_WRITE_KERNEL, UNFACTORED_KERNEL]  # fp32 matrices on CPU take the C write (_native)
 CASES: dict[str, tuple[type, dict[str, Any], list[Any]]] = {
     "lion": (Lion, {"lr": 0.05, "weight_decay": 0.3, "betas": (0.8, 0.95)}, [LION_KERNEL]),
     "schedule_free_adamw": (ScheduleFreeAdamW, {"lr": 0.05, "weight_decay": 0.1, "warmup_steps": 2},
@@ -98,7 +99,7 @@ def test_fused_matches_eager_with_changing_hyperparameters(case: str, dtype: tor
         torch.testing.assert_close(p_f, p_e, **tol, msg=lambda m, name=name: f"{case} {name}: {m}")
 
 
-@pytest.mark.parametrize("cls", [Lion, ScheduleFreeAdamW, AdamMini, Adafactor])
+@pytest.mark.parametrize("cls", [Lion, ScheduleFreeAdamW, AdamMini, Adafactor, ApolloAdamW, ApolloMini])
 def test_fused_must_be_a_bool(cls: type) -> None:
     with pytest.raises(ConfigError, match="'fused' must be a bool, got 'yes'"):
         _build(cls, MixedModel(), {"fused": "yes"})
@@ -138,6 +139,8 @@ def test_compilation_failure_warns_once_and_runs_the_rule_eagerly(monkeypatch: p
     (ScheduleFreeAdamW, {"lr": 1e-2, "fused": True}),
     (AdamMini, {"lr": 1e-2, "fused": True}),
     (Adafactor, {"lr": 1e-2, "fused": True}),
+    (ApolloAdamW, {**ApolloAdamW.example_kwargs(), "fused": True}),
+    (ApolloMini, {**ApolloMini.example_kwargs(), "fused": True}),
 ])
 def test_fused_conformance(subject: Any, check: Any) -> None:
     check(subject)

@@ -48,16 +48,26 @@ class FusedKernel:
         self.failure: str | None = None  # why compilation failed, once it has
         self._warned_partial = False
 
-    def __call__(self, *tensors: torch.Tensor | None, scalars: Sequence[float], owner: str, **flags: bool) -> Any:
+    def __call__(self, *tensors: torch.Tensor | None, scalars: Sequence[float] | torch.Tensor, owner: str,
+                 **flags: bool | int | None) -> Any:
         """Apply the rule to ``tensors`` (updated in place) with ``scalars`` as its ``hyper`` tensor;
-        returns what the rule returns.
+        returns what the rule returns. ``scalars`` already a tensor (values computed on the device,
+        e.g. from a reduction) is passed as it is; it must have :func:`scalar_dtype`'s dtype.
 
-        ``flags`` are structural switches (bools: each value compiles its own variant, once);
+        ``flags`` are structural switches (bools, an axis: each value compiles its own variant, once);
         ``owner`` names the optimizer in the warning if compilation fails. Single-element tensors
         run eagerly: dynamo specialises size 1, and a compiled loop gains nothing there.
         """
         first = tensors[0]
-        hyper = torch.tensor(scalars, dtype=scalar_dtype(first.dtype), device=first.device)
+        dtype = scalar_dtype(first.dtype)
+        if isinstance(scalars, torch.Tensor):
+            if scalars.dtype != dtype or scalars.dim() != 1:
+                message = (f"{self.rule.__name__}: expected hyper as a 1-D {dtype} tensor, "
+                           f"got {scalars.dtype} of shape {tuple(scalars.shape)}")
+                raise ValueError(message)
+            hyper = scalars
+        else:
+            hyper = torch.tensor(scalars, dtype=dtype, device=first.device)
         if self.failure is not None or first.numel() < 2:
             return self.rule(*tensors, hyper, **flags)
         if self._compiled is None:
@@ -111,6 +121,8 @@ def alias(tensor: torch.Tensor, *shape: int) -> torch.Tensor:
         message = f"alias: expected a contiguous tensor, got strides {tensor.stride()} for shape {tuple(tensor.shape)}"
         raise ValueError(message)
     size = shape or (tensor.numel(),)
+    if tuple(size) == tuple(tensor.shape) and tensor._base is None:
+        return tensor.detach()  # already base-less with that shape: a plain tensor sharing it (1 us, not 10)
     if math.prod(size) != tensor.numel():
         message = f"alias: shape {size} holds {math.prod(size)} elements, the tensor {tensor.numel()}"
         raise ValueError(message)

@@ -43,8 +43,10 @@ class Adafactor(PreserveStateDtypes, torch.optim.Optimizer):
 
     State for a ``m x n`` matrix: ``m + n`` float32 (``+ m n`` with ``beta1``); 1-D: ``n`` float32.
     bf16 parameters are updated through a float32 copy, the state stays float32. ``fused=True`` runs
-    the whole per-parameter step (statistics, RMS clipping, parameter-scaled step size, update)
-    compiled into a few passes over memory (:mod:`swift_optim_zoo._fused`).
+    a matrix's step in the three passes its dependencies need (statistics, update RMS, write), as C
+    kernels for float32 on CPU (:mod:`swift_optim_zoo._native`) and compiled loops otherwise
+    (:mod:`swift_optim_zoo._fused`; 1-D tensors in one); see
+    :mod:`swift_optim_zoo.adafactor._fused_rule`. Same arithmetic, summed in another order.
 
     .. code-block:: yaml
 

@@ -1,0 +1,182 @@
+"""Native (C) CPU kernels for the fused optimizer steps, built on first use; torch ops when they cannot be.
+
+Adafactor's row/column statistics and its update RMS, and APOLLO's channel norms, are reductions of
+a gradient's squares. ATen computes them through a full-size square in memory and one reduction per
+direction (its column reduction is slow on CPU); inductor's CPU column reduction is slower still.
+``_native_kernels.c`` does each in one read of the matrix (OpenMP over rows, float32 in, sums
+carried in double), reading four rows side by side: on a 2048x2048 matrix about 0.9 ms each where
+ATen's square-then-reduce takes about 3. The factored parameter write (a row scale times a column
+scale times the gradient) is there too: 1.6 ms against inductor's 2.4 on the same matrix.
+
+* Built with the system C compiler (``$CC``, else ``cc``/``gcc``/``clang``: the one inductor needs for
+  ``fused=True`` anyway) on first use, into ``$SWIFT_ZOO_CACHE_DIR`` (default
+  ``~/.cache/swift_zoo``), keyed by the source, compiler and flags; concurrent builds (several ranks)
+  each write their own file and rename it into place. No ``-march=native``: on x86-64 the kernels
+  carry AVX-512/AVX2/baseline clones picked at load time, so a cache shared between machines is safe.
+* Used for contiguous float32 CPU matrices; anything else (CUDA, float64, bf16 parameters, views)
+  takes the ATen expression of the same sum, or the caller's compiled kernel for the write. If the build or load fails (no compiler, read-only cache), one
+  ``RuntimeWarning`` says why and every call takes the ATen path: slower, same values to rounding.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+SOURCE = "_native_kernels.c"
+FLAG_SETS = (["-O3", "-fPIC", "-shared", "-fopenmp"], ["-O3", "-fPIC", "-shared"])  # without OpenMP: one thread
+
+_library: ctypes.CDLL | None = None
+_failure: str | None = None
+
+
+def cache_dir() -> Path:
+    """Where built kernels live: ``$SWIFT_ZOO_CACHE_DIR``, else ``$XDG_CACHE_HOME/swift_zoo``, else ``~/.cache/swift_zoo``."""
+    if os.environ.get("SWIFT_ZOO_CACHE_DIR"):
+        return Path(os.environ["SWIFT_ZOO_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "swift_zoo"
+
+
+def find_compiler() -> str | None:
+    """The C compiler the kernels are built with: ``$CC``, else the first of ``cc``, ``gcc``, ``clang`` on PATH."""
+    for candidate in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if candidate and shutil.which(candidate):
+            return candidate
+    return None
+
+
+def _compiler() -> str:
+    compiler = find_compiler()
+    if compiler is None:
+        message = "no C compiler found (set $CC, or install gcc or clang)"
+        raise RuntimeError(message)
+    return compiler
+
+
+def _build() -> ctypes.CDLL:
+    source = resources.files("swift_optim_zoo").joinpath(SOURCE).read_text()
+    compiler = _compiler()
+    errors = []
+    for flags in FLAG_SETS:
+        key = hashlib.sha256("\n".join([source, compiler, *flags, platform.machine()]).encode()).hexdigest()[:16]
+        target = cache_dir() / f"native-kernels-{key}.so"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=target.parent) as work:
+                source_path = Path(work) / SOURCE
+                source_path.write_text(source)
+                built = Path(work) / target.name
+                result = subprocess.run([compiler, *flags, str(source_path), "-o", str(built)],
+                                        capture_output=True, text=True, check=False)
+                if result.returncode != 0:
+                    errors.append(f"{compiler} {' '.join(flags)}: {result.stderr.strip().splitlines()[-1:]}")
+                    continue
+                os.replace(built, target)  # atomic: a concurrent build of the same key writes the same bytes
+        library = ctypes.CDLL(str(target))
+        library.swift_square_sums_f32.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                                                  ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+        library.swift_square_sums_f32.restype = ctypes.c_double
+        library.swift_weighted_square_sum_f32.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                                                          ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+        library.swift_weighted_square_sum_f32.restype = ctypes.c_double
+        library.swift_factored_write_f32.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                                     ctypes.c_int64, ctypes.c_int64, ctypes.c_float, ctypes.c_void_p,
+                                                     ctypes.c_float, ctypes.c_int]
+        library.swift_factored_write_f32.restype = None
+        return library
+    raise RuntimeError("; ".join(errors))
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded kernels, built on the first call; ``None`` (after one warning) if that failed."""
+    global _library, _failure
+    if _library is None and _failure is None:
+        try:
+            _library = _build()
+        except Exception as exc:  # no compiler, compile error, unwritable cache, load error: fall back to ATen
+            _failure = f"{type(exc).__name__}: {exc}"
+            message = (f"swift_optim_zoo: the native reduction kernels could not be built ({_failure}); "
+                       "fused optimizer steps use ATen reductions instead (slower, same values)")
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+    return _library
+
+
+def _native_matrix(matrix: torch.Tensor, *vectors: torch.Tensor) -> ctypes.CDLL | None:
+    """The library if ``matrix`` (and ``vectors``) can go to the C kernels, else ``None``."""
+    tensors = (matrix, *vectors)
+    if matrix.dim() != 2 or matrix.numel() == 0:
+        return None
+    if not all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in tensors):
+        return None
+    return library()
+
+
+def square_sums(matrix: torch.Tensor, extra: torch.Tensor | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Row and column sums of ``matrix**2`` (a 2-D tensor), ``(m,)`` and ``(n,)`` in its dtype; with
+    ``extra`` (same shape, any float dtype) also ``sum(extra**2)`` as a 0-d tensor of ``matrix``'s
+    dtype, read in the same pass (else ``None``)."""
+    if extra is not None and extra.shape != matrix.shape:
+        message = f"square_sums: expected extra of shape {tuple(matrix.shape)}, got {tuple(extra.shape)}"
+        raise ValueError(message)
+    native = _native_matrix(matrix)
+    native_extra = extra is None or (extra.dtype == torch.float32 and extra.is_contiguous())
+    if native is None or not native_extra:
+        squared = matrix * matrix
+        extra_sum = None
+        if extra is not None:
+            flat = extra.reshape(-1).to(matrix.dtype)
+            extra_sum = torch.dot(flat, flat)
+        return squared.sum(dim=1), squared.sum(dim=0), extra_sum
+    rows, cols = matrix.shape
+    threads = torch.get_num_threads()
+    row_sums, col_sums = matrix.new_empty(rows), matrix.new_empty(cols)
+    scratch = torch.empty(threads * cols * 3 // 2 + 1, dtype=torch.float64)  # threads*cols doubles + floats
+    value = native.swift_square_sums_f32(matrix.data_ptr(), None if extra is None else extra.data_ptr(), rows, cols,
+                                         row_sums.data_ptr(), col_sums.data_ptr(), scratch.data_ptr(), threads)
+    return row_sums, col_sums, None if extra is None else torch.tensor(value, dtype=matrix.dtype)
+
+
+def weighted_square_sum(matrix: torch.Tensor, row_weights: torch.Tensor, col_weights: torch.Tensor) -> torch.Tensor:
+    r""":math:`\sum_{ij} a_i\, x_{ij}^2\, b_j` for ``matrix`` :math:`x` (m x n), ``row_weights`` :math:`a`
+    (m) and ``col_weights`` :math:`b` (n), as a 0-d tensor in ``matrix``'s dtype."""
+    if row_weights.shape != matrix.shape[:1] or col_weights.shape != matrix.shape[1:]:
+        message = (f"weighted_square_sum: expected weights of shapes {tuple(matrix.shape[:1])} and "
+                   f"{tuple(matrix.shape[1:])}, got {tuple(row_weights.shape)} and {tuple(col_weights.shape)}")
+        raise ValueError(message)
+    native = _native_matrix(matrix, row_weights, col_weights)
+    if native is None:
+        return torch.dot(row_weights, torch.mv(matrix * matrix, col_weights))
+    rows, cols = matrix.shape
+    value = native.swift_weighted_square_sum_f32(matrix.data_ptr(), rows, cols, row_weights.data_ptr(),
+                                                 col_weights.data_ptr(), torch.get_num_threads())
+    return torch.tensor(value, dtype=matrix.dtype)
+
+
+def factored_write(param: torch.Tensor, grad: torch.Tensor, row_scale: torch.Tensor, col_scale: torch.Tensor, *,
+                   decay: float | torch.Tensor, exp_avg: torch.Tensor | None, beta1: float) -> bool:
+    r"""``param <- param * decay - u`` with :math:`u = g \odot s_r s_c^\top` (through
+    ``exp_avg <- beta1 * exp_avg + u``, ``u = exp_avg``, when ``exp_avg`` is given), in one pass, if
+    the tensors suit the C kernel (float32, contiguous, CPU). Returns whether it ran; ``False``: the
+    caller writes by other means (nothing was touched)."""
+    others = (grad, row_scale, col_scale) if exp_avg is None else (grad, row_scale, col_scale, exp_avg)
+    native = _native_matrix(param, *others)
+    if native is None or grad.shape != param.shape or row_scale.shape != param.shape[:1] \
+            or col_scale.shape != param.shape[1:]:
+        return False
+    rows, cols = param.shape
+    native.swift_factored_write_f32(param.data_ptr(), grad.data_ptr(), row_scale.data_ptr(), col_scale.data_ptr(),
+                                    rows, cols, float(decay), None if exp_avg is None else exp_avg.data_ptr(),
+                                    float(beta1), torch.get_num_threads())
+    return True

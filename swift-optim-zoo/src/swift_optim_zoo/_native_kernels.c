@@ -1,0 +1,259 @@
+/* Memory-bound reductions of squares over a row-major float32 matrix, for the fused optimizer steps
+ * (Adafactor's row/column statistics and update RMS, APOLLO's channel norms). One read of the matrix
+ * each, split over OpenMP threads by rows. ATen has no single op for these: it needs a full-size
+ * square in memory and then one reduction per direction (its column reduction is also slow on CPU).
+ *
+ * Built on first use by swift_optim_zoo/_native.py (plain C, no Python or torch headers), loaded with
+ * ctypes. Sums run in float over short stretches (16 lanes per row, blocks of 128 rows per column)
+ * and in double beyond, so a column of thousands of rows keeps float32's precision.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* x86-64: one build, the widest vector instructions the running CPU has (no -march=native, so a
+ * cached library stays valid on another machine that shares the cache). */
+#if defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+#endif
+#ifndef MULTIVERSION
+#define MULTIVERSION
+#endif
+
+#define LANES 16     /* one vector register of floats per accumulator */
+#define ROWS 4       /* rows read side by side: four streams per core keep its memory pipeline full (measured 1.6x) */
+#define FLUSH_ROWS 128 /* column sums gather this many rows in float, then move to double */
+
+/* sum_j x_j^2 * w_j (w NULL: 1) for ROWS rows of x at stride `cols`, into totals[0..ROWS). */
+MULTIVERSION static void block_weighted_square_sums(const float *restrict x, int64_t cols, const float *restrict w,
+                                                    int rows, double *restrict totals) {
+    float lane[ROWS][LANES] = {{0}};
+    int64_t j = 0;
+    for (; j + LANES <= cols; j += LANES) {
+        for (int r = 0; r < rows; ++r) {
+            const float *restrict row = x + r * cols + j;
+            if (w) {
+#pragma omp simd
+                for (int k = 0; k < LANES; ++k) lane[r][k] += row[k] * row[k] * w[j + k];
+            } else {
+#pragma omp simd
+                for (int k = 0; k < LANES; ++k) lane[r][k] += row[k] * row[k];
+            }
+        }
+    }
+    for (int r = 0; r < rows; ++r) {
+        double total = 0;
+        for (int64_t tail = j; tail < cols; ++tail) {
+            float v = x[r * cols + tail];
+            total += w ? v * v * w[tail] : v * v;
+        }
+        for (int k = 0; k < LANES; ++k) total += lane[r][k];
+        totals[r] = total;
+    }
+}
+
+/* col_block[j] += sum over `rows` rows of x_ij^2 (rows <= ROWS). */
+MULTIVERSION static void block_column_square_sums(const float *restrict x, int64_t cols, int rows,
+                                                  float *restrict col_block) {
+    if (rows == ROWS) {
+#pragma omp simd
+        for (int64_t j = 0; j < cols; ++j) {
+            float a = x[j], b = x[cols + j], c = x[2 * cols + j], d = x[3 * cols + j];
+            col_block[j] += (a * a + b * b) + (c * c + d * d);
+        }
+        return;
+    }
+    for (int r = 0; r < rows; ++r) {
+#pragma omp simd
+        for (int64_t j = 0; j < cols; ++j) col_block[j] += x[r * cols + j] * x[r * cols + j];
+    }
+}
+
+/* Rows [r0, r1): row_sums[i] = sum_j g_ij^2, col_acc[j] += sum_i g_ij^2 (col_block: cols floats of room);
+ * returns sum_ij extra_ij^2 over the same rows of `extra` (same shape as g; 0 if NULL). */
+static double row_range_square_sums(const float *g, const float *extra, int64_t cols, int64_t r0, int64_t r1,
+                                    float *row_sums, double *col_acc, float *col_block) {
+    double extra_total = 0, totals[ROWS];
+    for (int64_t b0 = r0; b0 < r1; b0 += FLUSH_ROWS) {
+        int64_t b1 = b0 + FLUSH_ROWS < r1 ? b0 + FLUSH_ROWS : r1;
+        memset(col_block, 0, sizeof(float) * (size_t)cols);
+        for (int64_t i = b0; i < b1; i += ROWS) {
+            int rows = b1 - i < ROWS ? (int)(b1 - i) : ROWS;
+            block_weighted_square_sums(g + i * cols, cols, NULL, rows, totals);
+            for (int r = 0; r < rows; ++r) row_sums[i + r] = (float)totals[r];
+            block_column_square_sums(g + i * cols, cols, rows, col_block);
+            if (extra) {
+                block_weighted_square_sums(extra + i * cols, cols, NULL, rows, totals);
+                for (int r = 0; r < rows; ++r) extra_total += totals[r];
+            }
+        }
+        for (int64_t j = 0; j < cols; ++j) col_acc[j] += col_block[j];
+    }
+    return extra_total;
+}
+
+/* sum over rows [r0, r1) of row_weights[i] * sum_j g_ij^2 col_weights[j]. */
+static double row_range_weighted_square_sum(const float *g, int64_t cols, int64_t r0, int64_t r1,
+                                            const float *row_weights, const float *col_weights) {
+    double out = 0, totals[ROWS];
+    for (int64_t i = r0; i < r1; i += ROWS) {
+        int rows = r1 - i < ROWS ? (int)(r1 - i) : ROWS;
+        block_weighted_square_sums(g + i * cols, cols, col_weights, rows, totals);
+        for (int r = 0; r < rows; ++r) out += (double)row_weights[i + r] * totals[r];
+    }
+    return out;
+}
+
+/* The write of one element of row r (scale s_r, column scale w): u = g * s_r * w; with momentum m = beta1 m + u,
+ * u = m; then p = p * decay - u. */
+#define PLAIN_WRITE(r) p##r[j] = p##r[j] * decay - g##r[j] * s##r * w
+#define MOMENTUM_WRITE(r)                                                                                      \
+    do {                                                                                                      \
+        float m = m##r[j] * beta1 + g##r[j] * s##r * w;                                                       \
+        m##r[j] = m;                                                                                          \
+        p##r[j] = p##r[j] * decay - m;                                                                        \
+    } while (0)
+
+#define FOUR_ROWS(WRITE) \
+    do {                 \
+        WRITE(0);        \
+        WRITE(1);        \
+        WRITE(2);        \
+        WRITE(3);        \
+    } while (0)
+
+/* Rows [r0, r1) of the factored write, four rows side by side (as above; measured 1.3x over row by row).
+ * Momentum or not is decided outside the loops, so each loop vectorises on its own. */
+MULTIVERSION static void row_range_factored_write(float *restrict p, const float *restrict g,
+                                                  const float *restrict row_scale, const float *restrict col_scale,
+                                                  int64_t cols, int64_t r0, int64_t r1, float decay,
+                                                  float *restrict exp_avg, float beta1) {
+    int64_t i = r0;
+    for (; i + ROWS <= r1; i += ROWS) {
+        float *restrict p0 = p + i * cols, *restrict p1 = p0 + cols, *restrict p2 = p1 + cols, *restrict p3 = p2 + cols;
+        const float *restrict g0 = g + i * cols, *restrict g1 = g0 + cols, *restrict g2 = g1 + cols,
+                    *restrict g3 = g2 + cols;
+        float s0 = row_scale[i], s1 = row_scale[i + 1], s2 = row_scale[i + 2], s3 = row_scale[i + 3];
+        if (exp_avg) {
+            float *restrict m0 = exp_avg + i * cols, *restrict m1 = m0 + cols, *restrict m2 = m1 + cols,
+                  *restrict m3 = m2 + cols;
+#pragma omp simd
+            for (int64_t j = 0; j < cols; ++j) {
+                float w = col_scale[j];
+                FOUR_ROWS(MOMENTUM_WRITE);
+            }
+        } else {
+#pragma omp simd
+            for (int64_t j = 0; j < cols; ++j) {
+                float w = col_scale[j];
+                FOUR_ROWS(PLAIN_WRITE);
+            }
+        }
+    }
+    for (; i < r1; ++i) {
+        float *restrict p0 = p + i * cols;
+        const float *restrict g0 = g + i * cols;
+        float s0 = row_scale[i];
+        if (exp_avg) {
+            float *restrict m0 = exp_avg + i * cols;
+            for (int64_t j = 0; j < cols; ++j) {
+                float w = col_scale[j];
+                MOMENTUM_WRITE(0);
+            }
+        } else {
+            for (int64_t j = 0; j < cols; ++j) {
+                float w = col_scale[j];
+                PLAIN_WRITE(0);
+            }
+        }
+    }
+}
+
+static int thread_count(int requested) {
+#ifdef _OPENMP
+    return requested > 0 ? requested : 1;
+#else
+    (void)requested;
+    return 1;
+#endif
+}
+
+/* Inside a parallel region: this thread's share [*r0, *r1) of `rows` rows; returns its index, *team the team size. */
+static int team_share(int64_t rows, int64_t *r0, int64_t *r1, int *team) {
+    int t = 0;
+    *team = 1;
+#ifdef _OPENMP
+    t = omp_get_thread_num();
+    *team = omp_get_num_threads();
+#endif
+    *r0 = rows * t / *team;
+    *r1 = rows * (t + 1) / *team;
+    return t;
+}
+
+/* row_sums[i] = sum_j g_ij^2 and col_sums[j] = sum_i g_ij^2 of a rows x cols matrix; returns sum_ij extra_ij^2
+ * of a second matrix of the same shape read in the same pass (0 if extra is NULL). scratch: room for
+ * threads * cols doubles and threads * cols floats. */
+double swift_square_sums_f32(const float *g, const float *extra, int64_t rows, int64_t cols, float *row_sums,
+                             float *col_sums, double *scratch, int threads) {
+    int nt = thread_count(threads);
+    double extra_total = 0;
+    memset(scratch, 0, sizeof(double) * (size_t)nt * (size_t)cols);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) reduction(+ : extra_total)
+#endif
+    {
+        int64_t r0, r1;
+        int team, t = team_share(rows, &r0, &r1, &team);
+        float *col_block = (float *)(scratch + (int64_t)nt * cols) + (int64_t)t * cols;
+        extra_total += row_range_square_sums(g, extra, cols, r0, r1, row_sums, scratch + (int64_t)t * cols, col_block);
+#ifdef _OPENMP
+#pragma omp barrier
+#pragma omp for
+#endif
+        for (int64_t j = 0; j < cols; ++j) {
+            double s = 0;
+            for (int u = 0; u < team; ++u) s += scratch[(int64_t)u * cols + j];
+            col_sums[j] = (float)s;
+        }
+    }
+    return extra_total;
+}
+
+/* sum_ij row_weights[i] g_ij^2 col_weights[j]. */
+double swift_weighted_square_sum_f32(const float *g, int64_t rows, int64_t cols, const float *row_weights,
+                                     const float *col_weights, int threads) {
+    double out = 0;
+    (void)threads; /* unused without OpenMP */
+#ifdef _OPENMP
+#pragma omp parallel num_threads(thread_count(threads)) reduction(+ : out)
+#endif
+    {
+        int64_t r0, r1;
+        int team;
+        team_share(rows, &r0, &r1, &team);
+        out += row_range_weighted_square_sum(g, cols, r0, r1, row_weights, col_weights);
+    }
+    return out;
+}
+
+/* Adafactor's parameter write for a factored matrix (everything scalar already folded into row_scale):
+ * p = p * decay - g * row_scale col_scale^T, through exp_avg = beta1 exp_avg + (...) when exp_avg is given. */
+void swift_factored_write_f32(float *p, const float *g, const float *row_scale, const float *col_scale, int64_t rows,
+                              int64_t cols, float decay, float *exp_avg, float beta1, int threads) {
+    (void)threads; /* unused without OpenMP */
+#ifdef _OPENMP
+#pragma omp parallel num_threads(thread_count(threads))
+#endif
+    {
+        int64_t r0, r1;
+        int team;
+        team_share(rows, &r0, &r1, &team);
+        row_range_factored_write(p, g, row_scale, col_scale, cols, r0, r1, decay, exp_avg, beta1);
+    }
+}
