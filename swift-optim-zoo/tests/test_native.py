@@ -108,7 +108,8 @@ def test_build_failure_warns_once_and_falls_back(monkeypatch: pytest.MonkeyPatch
         _native.weighted_square_sum(grad, torch.ones(5), torch.ones(7))
     messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     assert len(messages) == 1, messages
-    assert "native reduction kernels could not be built (RuntimeError: no C compiler found" in messages[0]
+    assert "native kernels could not be built (RuntimeError: no C compiler found" in messages[0]
+    assert "use torch ops instead" in messages[0]
     torch.testing.assert_close(first[0], (grad * grad).sum(1))
     assert not _native.factored_write(grad.clone(), grad, torch.ones(5), torch.ones(7), decay=1.0, exp_avg=None,
                                       beta1=0.0)
@@ -140,3 +141,15 @@ def test_build_without_openmp_gives_the_same_sums(monkeypatch: pytest.MonkeyPatc
     torch.testing.assert_close(cols.double(), squared.sum(0), rtol=1e-6, atol=0)
     weighted = _native.weighted_square_sum(grad, torch.ones(130), torch.ones(33))
     torch.testing.assert_close(weighted.double(), squared.sum(), rtol=1e-6, atol=0)
+
+
+@pytest.mark.usefixtures("built")
+def test_bf16_extra_keeps_the_matrix_native() -> None:
+    """A bf16 parameter beside a float32 gradient: the gradient's sums still come from the C kernel
+    (same values as with a float32 extra), the parameter's sum of squares from torch."""
+    grad, param = _matrix((9, 20), 10), _matrix((9, 20), 11).to(torch.bfloat16)
+    rows, cols, extra = _native.square_sums(grad, param)
+    rows32, cols32, extra32 = _native.square_sums(grad, param.float())
+    torch.testing.assert_close(rows, rows32, rtol=0, atol=0)
+    torch.testing.assert_close(cols, cols32, rtol=0, atol=0)
+    torch.testing.assert_close(extra, extra32, rtol=1e-6, atol=0)

@@ -106,8 +106,8 @@ def library() -> ctypes.CDLL | None:
             _library = _build()
         except Exception as exc:  # no compiler, compile error, unwritable cache, load error: fall back to ATen
             _failure = f"{type(exc).__name__}: {exc}"
-            message = (f"swift_optim_zoo: the native reduction kernels could not be built ({_failure}); "
-                       "fused optimizer steps use ATen reductions instead (slower, same values)")
+            message = (f"swift_optim_zoo: the native kernels could not be built ({_failure}); "
+                       "fused optimizer steps use torch ops instead (slower, same values)")
             warnings.warn(message, RuntimeWarning, stacklevel=3)
     return _library
 
@@ -131,8 +131,12 @@ def square_sums(matrix: torch.Tensor, extra: torch.Tensor | None = None,
         message = f"square_sums: expected extra of shape {tuple(matrix.shape)}, got {tuple(extra.shape)}"
         raise ValueError(message)
     native = _native_matrix(matrix)
-    native_extra = extra is None or (extra.dtype == torch.float32 and extra.is_contiguous())
-    if native is None or not native_extra:
+    if extra is not None and not (extra.device.type == "cpu" and extra.dtype == torch.float32
+                                  and extra.is_contiguous()):
+        row_sums, col_sums, _ = square_sums(matrix)  # the matrix natively if it can be, `extra` through torch
+        flat = extra.reshape(-1).to(matrix.dtype)
+        return row_sums, col_sums, torch.dot(flat, flat)
+    if native is None:
         squared = matrix * matrix
         extra_sum = None
         if extra is not None:
@@ -170,10 +174,12 @@ def factored_write(param: torch.Tensor, grad: torch.Tensor, row_scale: torch.Ten
     ``exp_avg <- beta1 * exp_avg + u``, ``u = exp_avg``, when ``exp_avg`` is given), in one pass, if
     the tensors suit the C kernel (float32, contiguous, CPU). Returns whether it ran; ``False``: the
     caller writes by other means (nothing was touched)."""
+    if grad.shape != param.shape or row_scale.shape != param.shape[:1] or col_scale.shape != param.shape[1:] \
+            or (exp_avg is not None and exp_avg.shape != param.shape):
+        return False
     others = (grad, row_scale, col_scale) if exp_avg is None else (grad, row_scale, col_scale, exp_avg)
     native = _native_matrix(param, *others)
-    if native is None or grad.shape != param.shape or row_scale.shape != param.shape[:1] \
-            or col_scale.shape != param.shape[1:]:
+    if native is None:
         return False
     rows, cols = param.shape
     native.swift_factored_write_f32(param.data_ptr(), grad.data_ptr(), row_scale.data_ptr(), col_scale.data_ptr(),

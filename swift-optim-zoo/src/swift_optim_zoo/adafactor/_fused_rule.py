@@ -80,14 +80,13 @@ def fused_adafactor_step(param: torch.Tensor, grad: torch.Tensor, state: dict[st
     more dimensions), take the eager path."""
     if param.dim() > 2:
         return False
-    step = state["step"]
     beta1 = group["beta1"]
-    beta2t, eps1 = 1.0 - math.pow(step, float(group["decay_rate"])), float(group["eps"][0])
-    scalars = (relative_size, float(group["eps"][1]), beta2t, eps1, float(group["clip_threshold"]),
-               float(group["weight_decay"]), 0.0 if beta1 is None else float(beta1),
-               1.0 if group["scale_parameter"] else 0.0)
+    beta2t, eps1 = 1.0 - math.pow(state["step"], float(group["decay_rate"])), float(group["eps"][0])
     exp_avg = state.get("exp_avg")
     if param.dim() == 1:
+        scalars = (relative_size, float(group["eps"][1]), beta2t, eps1, float(group["clip_threshold"]),
+                   float(group["weight_decay"]), 0.0 if beta1 is None else float(beta1),
+                   1.0 if group["scale_parameter"] else 0.0)
         tensors = (param, grad, state["exp_avg_sq"], exp_avg)
         UNFACTORED_KERNEL(*(None if t is None else alias(t) for t in tensors), scalars=scalars, owner="adafactor")
         return True
