@@ -112,37 +112,39 @@ def library() -> ctypes.CDLL | None:
     return _library
 
 
+def _fits_native(tensor: torch.Tensor) -> bool:
+    """A contiguous float32 CPU tensor: what the C kernels read."""
+    return tensor.device.type == "cpu" and tensor.dtype == torch.float32 and tensor.is_contiguous()
+
+
 def _native_matrix(matrix: torch.Tensor, *vectors: torch.Tensor) -> ctypes.CDLL | None:
     """The library if ``matrix`` (and ``vectors``) can go to the C kernels, else ``None``."""
-    tensors = (matrix, *vectors)
-    if matrix.dim() != 2 or matrix.numel() == 0:
-        return None
-    if not all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in tensors):
+    if matrix.dim() != 2 or matrix.numel() == 0 or not all(_fits_native(t) for t in (matrix, *vectors)):
         return None
     return library()
+
+
+def _sum_of_squares(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    flat = tensor.reshape(-1).to(dtype)
+    return torch.dot(flat, flat)
 
 
 def square_sums(matrix: torch.Tensor, extra: torch.Tensor | None = None,
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Row and column sums of ``matrix**2`` (a 2-D tensor), ``(m,)`` and ``(n,)`` in its dtype; with
     ``extra`` (same shape, any float dtype) also ``sum(extra**2)`` as a 0-d tensor of ``matrix``'s
-    dtype, read in the same pass (else ``None``)."""
+    dtype (read in the same pass when both suit the C kernel; ``None`` without ``extra``)."""
     if extra is not None and extra.shape != matrix.shape:
         message = f"square_sums: expected extra of shape {tuple(matrix.shape)}, got {tuple(extra.shape)}"
         raise ValueError(message)
+    if extra is not None and not _fits_native(extra):  # the matrix natively if it can be, `extra` through torch
+        row_sums, col_sums, _ = square_sums(matrix)
+        return row_sums, col_sums, _sum_of_squares(extra, matrix.dtype)
     native = _native_matrix(matrix)
-    if extra is not None and not (extra.device.type == "cpu" and extra.dtype == torch.float32
-                                  and extra.is_contiguous()):
-        row_sums, col_sums, _ = square_sums(matrix)  # the matrix natively if it can be, `extra` through torch
-        flat = extra.reshape(-1).to(matrix.dtype)
-        return row_sums, col_sums, torch.dot(flat, flat)
     if native is None:
         squared = matrix * matrix
-        extra_sum = None
-        if extra is not None:
-            flat = extra.reshape(-1).to(matrix.dtype)
-            extra_sum = torch.dot(flat, flat)
-        return squared.sum(dim=1), squared.sum(dim=0), extra_sum
+        return (squared.sum(dim=1), squared.sum(dim=0),
+                None if extra is None else _sum_of_squares(extra, matrix.dtype))
     rows, cols = matrix.shape
     threads = torch.get_num_threads()
     row_sums, col_sums = matrix.new_empty(rows), matrix.new_empty(cols)

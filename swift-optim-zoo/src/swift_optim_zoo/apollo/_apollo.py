@@ -15,7 +15,13 @@ import torch
 from swift_optim_zoo import _native
 from swift_optim_zoo._fused import FusedKernel, alias, check_fused
 from swift_optim_zoo._projection import mix_seed, project, projection_side, random_projection
-from swift_optim_zoo.galore._hybrid import LowRankHybrid, check_adam_hyperparameters, check_choice, check_range
+from swift_optim_zoo.galore._hybrid import (
+    LowRankHybrid,
+    check_adam_hyperparameters,
+    check_choice,
+    check_range,
+    row_and_column_scales,
+)
 
 
 class ApolloAdamW(LowRankHybrid):
@@ -165,10 +171,8 @@ class ApolloAdamW(LowRankHybrid):
             norm = norm / limiter
         state["update_norm"] = norm
         step_size = group["lr"] * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step) * math.sqrt(float(group["scale"]))
-        decay = group["lr"] * group["weight_decay"]
-        if fused and _fused_scaled_write(param, grad, factor, step_size=step_size, decay=decay):
-            return
-        self._apply_scaled(param, grad, factor, step_size=step_size, decay=decay, decay_first=False)
+        self._apply_scaled(param, grad, factor, step_size=step_size, decay=group["lr"] * group["weight_decay"],
+                           decay_first=False, fused=fused)
 
 
 def _moments_rule(exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, low_rank: torch.Tensor, hyper: torch.Tensor,
@@ -187,21 +191,11 @@ def _moments_rule(exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, low_rank: tor
 MOMENTS_KERNEL = FusedKernel(_moments_rule)
 
 
-def _row_and_column_scales(grad: torch.Tensor, factor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``factor`` (per row ``(m, 1)``, per column ``(1, n)`` or one 0-d) as a row and a column scale vector."""
-    rows, cols = grad.shape
-    if factor.dim() and factor.shape[0] == rows and factor.shape[1] == 1:
-        return factor.reshape(rows), grad.new_ones(cols)
-    if factor.dim():
-        return grad.new_ones(rows), factor.reshape(cols)
-    return factor.expand(rows).contiguous(), grad.new_ones(cols)
-
-
 def _scaled_gradient_norm(grad: torch.Tensor, factor: torch.Tensor, *, fused: bool) -> torch.Tensor:
     r""":math:`\lVert s \odot G\rVert` without forming it: the channel norms of ``G`` weighted by ``s``.
     Fused: one C pass (:func:`~swift_optim_zoo._native.weighted_square_sum`)."""
     if fused:
-        row_scale, col_scale = _row_and_column_scales(grad, factor)
+        row_scale, col_scale = row_and_column_scales(grad, factor)
         return _native.weighted_square_sum(grad, row_scale.square(), col_scale.square()).sqrt()
     if factor.dim() == 0:
         return grad.norm() * factor
@@ -209,18 +203,6 @@ def _scaled_gradient_norm(grad: torch.Tensor, factor: torch.Tensor, *, fused: bo
         return (grad.norm(dim=1, keepdim=True) * factor).norm()
     # per column: ATen's norm over dim 0 is ~20x slower on CPU than a sum of squares
     return ((grad * grad).sum(dim=0, keepdim=True) * factor.square()).sum().sqrt()
-
-
-def _fused_scaled_write(param: torch.Tensor, grad: torch.Tensor, factor: torch.Tensor, *, step_size: float,
-                        decay: float) -> bool:
-    """``param <- (1 - decay)(param - step_size * s * G)`` by the C kernel; ``False`` if it does not apply
-    (not a contiguous float32 CPU parameter): the caller writes with torch ops."""
-    if not param.is_contiguous():
-        return False
-    row_scale, col_scale = _row_and_column_scales(grad, factor)
-    keep = 1.0 - decay
-    return _native.factored_write(param.view(grad.shape), grad, row_scale * (step_size * keep), col_scale,
-                                  decay=keep, exp_avg=None, beta1=0.0)
 
 
 class ApolloMini(ApolloAdamW):

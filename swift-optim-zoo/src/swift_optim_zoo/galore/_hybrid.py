@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from swift_optim_zoo import _native
 from swift_optim_zoo._inner_adamw import adamw_state_bytes, inner_adamw_step
 from swift_optim_zoo._projection import matrix_view_shape
 from swift_zoo import ConfigError
@@ -66,6 +67,17 @@ def check_choice(owner: str, key: str, value: Any, choices: tuple[Any, ...]) -> 
         expected = "one of " + ", ".join(repr(c) for c in choices)
         message = f"{owner}: {key!r} expects {expected}, got {value!r}"
         raise ConfigError(message, key=key, expected=expected, found=value)
+
+
+def row_and_column_scales(grad: torch.Tensor, factor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A factor broadcast against the ``m x n`` ``grad`` (per row ``(m, 1)``, per column ``(1, n)``, or one
+    0-d value) as a row and a column scale vector, ``grad * factor = grad * r c^T``."""
+    rows, cols = grad.shape
+    if factor.dim() == 0:
+        return factor.expand(rows).contiguous(), grad.new_ones(cols)
+    if factor.shape[1] == 1:
+        return factor.reshape(rows), grad.new_ones(cols)
+    return grad.new_ones(rows), factor.reshape(cols)
 
 
 class LowRankHybrid(PreserveStateDtypes, torch.optim.Optimizer):
@@ -158,9 +170,16 @@ class LowRankHybrid(PreserveStateDtypes, torch.optim.Optimizer):
             param.copy_(target.view(param.shape))
 
     def _apply_scaled(self, param: torch.Tensor, grad: torch.Tensor, factor: torch.Tensor, *, step_size: float,
-                      decay: float, decay_first: bool) -> None:
-        """``param <- beta param - alpha (grad * factor)``, ``factor`` broadcast (one fused pass)."""
+                      decay: float, decay_first: bool, fused: bool = False) -> None:
+        """``param <- beta param - alpha (grad * factor)``, ``factor`` broadcast (one fused pass). ``fused``:
+        the C write of :func:`~swift_optim_zoo._native.factored_write` where it applies (a contiguous
+        float32 CPU parameter), torch ops otherwise."""
         beta, alpha = self._coefficients(step_size, decay, decay_first)
+        if fused and param.is_contiguous():
+            row_scale, col_scale = row_and_column_scales(grad, factor)
+            if _native.factored_write(param.view(grad.shape), grad, row_scale * alpha, col_scale, decay=beta,
+                                      exp_avg=None, beta1=0.0):
+                return
         target, copied = self._writable_view(param, grad.shape, grad.dtype)
         if beta != 1.0:
             target.mul_(beta)
