@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("new-plugin", help="scaffold a plugin package for a new author")
     p.add_argument("path", help="folder to create")
     p.add_argument("--name", required=True, help="distribution name, e.g. my-loss-plugin")
+
+    sub.add_parser("ms-swift-plugin", help="print the path of the file for ms-swift's --external_plugins "
+                   "(then --loss_type zoo:<name> and --optimizer zoo:<name> work)")
     return parser
 
 
@@ -84,6 +87,11 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         created = scaffold_plugin(args.path, args.name)
         print(f"created plugin package {args.name!r} in {created}", file=out)
         print("next: pip install -e <path> && pytest <path>/tests && swift-zoo check " + args.name, file=out)
+        return EXIT_OK
+    if args.command == "ms-swift-plugin":
+        from swift_zoo.integrations.ms_swift import external_plugin_path
+
+        print(external_plugin_path(), file=out)
         return EXIT_OK
     raise AssertionError(args.command)  # pragma: no cover - argparse enforces the choices
 

@@ -1,0 +1,38 @@
+"""How zoo names appear in ms-swift: ``zoo:<name>``, never one of ms-swift's own names.
+
+Every spelling the zoo registry resolves gets a key: ``zoo:<name>``, ``zoo:<alias>`` and the
+qualified ``zoo:<plugin>:<name>`` (which works when two plugins provide the same bare name).
+Listing reads entry points only; it imports neither torch nor any implementation.
+"""
+
+from __future__ import annotations
+
+from swift_zoo._registry import REGISTRY
+from swift_zoo._specs import normalize_name
+
+PREFIX = "zoo:"
+
+
+def is_zoo_name(value: object) -> bool:
+    """``True`` for a string naming a zoo entry in ms-swift (``zoo:...``, any case or spacing)."""
+    return isinstance(value, str) and value.strip().lower().startswith(PREFIX)
+
+
+def registry_name(host_name: str) -> str:
+    """The registry spelling behind a ``zoo:`` name: ``"zoo:Loss-Zoo:DPO"`` -> ``"loss_zoo:dpo"``."""
+    return normalize_name(host_name.strip()[len(PREFIX):])
+
+
+def canonical(host_name: str) -> str:
+    """The ``zoo:`` key under which a user-written zoo name is registered (normalised)."""
+    return PREFIX + registry_name(host_name)
+
+
+def host_names(kind: str) -> dict[str, str]:
+    """``{"zoo:<spelling>": "<registry spelling>"}`` for every loss or optimizer the registry lists."""
+    names: dict[str, str] = {}
+    for entry in REGISTRY.entries(kind):
+        for spelling in (entry.spec.name, *entry.spec.aliases):
+            names[PREFIX + spelling] = spelling
+            names[f"{PREFIX}{entry.plugin.name}:{spelling}"] = f"{entry.plugin.name}:{spelling}"
+    return dict(sorted(names.items()))
