@@ -16,11 +16,14 @@
   arguments.
 
 ``SwiftRLHF._prepare_model_tokenizer`` is wrapped so a run whose losses are all reference-free does
-not load the reference model.
+not load the reference model, and the pipeline's ``prepare_kto_dataset`` so a KTO-trainer loss that
+reads no KL reference point gets the data ms-swift prepares for its own such loss
+(``apo_zero_unpaired``: no shuffled mismatched completions, ``swift/pipelines/train/kto.py:43``).
 """
 
 from __future__ import annotations
 
+import copy
 from functools import wraps
 from types import ModuleType
 from typing import Any
@@ -31,6 +34,7 @@ from swift_zoo.integrations.ms_swift._names import canonical, is_zoo_name
 from swift_zoo.integrations.ms_swift._plan import PLANS_ATTRIBUTE, plan_loss, stored_plan
 
 _REFERENCE_FREE = "swift_zoo_reference_free"
+_NO_KL = "swift_zoo_no_kl"
 
 
 def _refuse(flag: str, host_name: str, why: str) -> None:
@@ -47,7 +51,7 @@ def check_arguments(args: Any) -> dict[str, dict[str, Any]]:
     rlhf_type = getattr(args, "rlhf_type", None)
     value = getattr(args, "loss_type", None)
     names = list(value) if isinstance(value, (list, tuple)) else [value]
-    reference_free = []
+    reference_free, needs_kl = [], []
     for i, name in enumerate(names):
         if not is_zoo_name(name):
             continue
@@ -57,9 +61,11 @@ def check_arguments(args: Any) -> dict[str, dict[str, Any]]:
         names[i] = canonical(name)
         stored[names[i]] = stored_plan(plan)
         reference_free.append(plan.reference_free)
+        needs_kl.append(plan.needs_kl)
     if stored:
         args.loss_type = names if isinstance(value, (list, tuple)) else names[0]
         setattr(args, _REFERENCE_FREE, len(reference_free) == len(names) and all(reference_free))
+        setattr(args, _NO_KL, len(needs_kl) == len(names) and not any(needs_kl))
     if is_zoo_name(getattr(args, "optimizer", None)):
         from swift_zoo.integrations.ms_swift._optimizers import optimizer_kwargs
 
@@ -114,3 +120,13 @@ def patch_rlhf_pipeline(module: ModuleType) -> None:
 
     _prepare_model_tokenizer.__swift_zoo__ = True
     pipeline._prepare_model_tokenizer = _prepare_model_tokenizer
+    original_prepare = module.prepare_kto_dataset
+
+    @wraps(original_prepare)
+    def prepare_kto_dataset(args: Any, train_dataset: Any, val_dataset: Any) -> Any:
+        if getattr(args, _NO_KL, False):
+            args = copy.copy(args)
+            args.loss_type = "apo_zero_unpaired"  # ms-swift's own loss that reads no KL reference point
+        return original_prepare(args, train_dataset, val_dataset)
+
+    module.prepare_kto_dataset = prepare_kto_dataset

@@ -25,8 +25,7 @@ from typing import Any
 
 import torch
 
-from swift_zoo.integrations.ms_swift._names import is_zoo_name
-from swift_zoo.integrations.ms_swift._preference import pair_lengths, run_loss, trainer_plans
+from swift_zoo.integrations.ms_swift._preference import pair_lengths, run_loss, single_zoo_loss
 
 _LENGTHS = "_swift_zoo_pair_lengths"
 _NLL = "_swift_zoo_nll"
@@ -37,9 +36,8 @@ def _wrap_forward(trainer_cls: type, rlhf_type: str, keep_nll: bool) -> None:
 
     @wraps(original)
     def concatenated_forward(self: Any, model: Any, batch: Any, *args: Any, **kwargs: Any) -> Any:
-        if not is_zoo_name(self.loss_type):
+        if single_zoo_loss(self, rlhf_type) is None:  # planning switches host terms off before TRL reads them
             return original(self, model, batch, *args, **kwargs)
-        trainer_plans(self, rlhf_type)  # switches host terms off before TRL reads them
         setattr(self, _LENGTHS, pair_lengths(batch["labels"]))
         output = original(self, model, batch, *args, **kwargs)
         if keep_nll:
@@ -65,9 +63,9 @@ def patch_cpo(module: ModuleType) -> None:
 
     @wraps(original_loss)
     def cpo_loss(self: Any, policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor) -> Any:
-        if not is_zoo_name(self.loss_type):
+        plan = single_zoo_loss(self, "cpo")
+        if plan is None:
             return original_loss(self, policy_chosen_logps, policy_rejected_logps)
-        plan = trainer_plans(self, "cpo")[self.loss_type]
         outputs = _pair_outputs(self, policy_chosen_logps, policy_rejected_logps)
         losses = run_loss(self, plan, outputs, policy_chosen_logps.shape[0])
         beta = getattr(plan.loss, "beta", self.beta)
@@ -87,9 +85,9 @@ def patch_orpo(module: ModuleType) -> None:
 
     @wraps(original_loss)
     def odds_ratio_loss(self: Any, policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor) -> Any:
-        if not is_zoo_name(self.loss_type):
+        plan = single_zoo_loss(self, "orpo")
+        if plan is None:
             return original_loss(self, policy_chosen_logps, policy_rejected_logps)
-        plan = trainer_plans(self, "orpo")[self.loss_type]
         chosen_lengths, rejected_lengths = getattr(self, _LENGTHS)
         chosen = policy_chosen_logps * chosen_lengths.to(policy_chosen_logps)
         rejected = policy_rejected_logps * rejected_lengths.to(policy_rejected_logps)

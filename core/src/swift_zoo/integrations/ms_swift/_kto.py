@@ -18,8 +18,7 @@ from typing import Any
 
 import torch
 
-from swift_zoo.integrations.ms_swift._names import is_zoo_name
-from swift_zoo.integrations.ms_swift._preference import run_loss, trainer_plans
+from swift_zoo.integrations.ms_swift._preference import run_loss, single_zoo_loss
 
 
 def patch(module: ModuleType) -> None:
@@ -33,17 +32,18 @@ def patch(module: ModuleType) -> None:
     @wraps(original_init)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         original_init(self, *args, **kwargs)
-        if is_zoo_name(self.loss_type) and not trainer_plans(self, "kto")[self.loss_type].needs_kl:
+        plan = single_zoo_loss(self, "kto")
+        if plan is not None and not plan.needs_kl:
             self.calculate_KL = False  # read by KTOTrainer._compute_kl_logps (ms-swift kto_trainer.py:130)
 
     @wraps(original_loss)
     def kto_loss(self: Any, policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
                  policy_kl_logps: Any, reference_chosen_logps: torch.Tensor, reference_rejected_logps: torch.Tensor,
                  reference_kl_logps: Any) -> Any:
-        if not is_zoo_name(self.loss_type):
+        plan = single_zoo_loss(self, "kto")
+        if plan is None:
             return original_loss(self, policy_chosen_logps, policy_rejected_logps, policy_kl_logps,
                                  reference_chosen_logps, reference_rejected_logps, reference_kl_logps)
-        plan = trainer_plans(self, "kto")[self.loss_type]
         device = self.accelerator.device
         chosen, rejected = policy_chosen_logps.shape[0], policy_rejected_logps.shape[0]
         outputs = {

@@ -7,7 +7,8 @@ Listing reads entry points only; it imports neither torch nor any implementation
 
 from __future__ import annotations
 
-from swift_zoo._registry import REGISTRY
+from swift_zoo._errors import AmbiguousNameError, UnknownNameError
+from swift_zoo._registry import REGISTRY, Entry
 from swift_zoo._specs import normalize_name
 
 PREFIX = "zoo:"
@@ -36,3 +37,20 @@ def host_names(kind: str) -> dict[str, str]:
             names[PREFIX + spelling] = spelling
             names[f"{PREFIX}{entry.plugin.name}:{spelling}"] = f"{entry.plugin.name}:{spelling}"
     return dict(sorted(names.items()))
+
+
+def host_error(exc: UnknownNameError | AmbiguousNameError) -> UnknownNameError | AmbiguousNameError:
+    """The same registry error, with every name spelled as ms-swift takes it (``zoo:...``)."""
+    if isinstance(exc, UnknownNameError):
+        return type(exc)(PREFIX + exc.name, [PREFIX + name for name in exc.available],
+                         failed_plugins=exc.failed_plugins)
+    return AmbiguousNameError(exc.kind, PREFIX + exc.name,
+                              [(PREFIX + qualified, origin) for qualified, origin in exc.candidates])
+
+
+def resolve(kind: str, host_name: str) -> Entry:
+    """The registry entry behind ``zoo:<name>``; unknown and ambiguous names raise with ``zoo:`` spellings."""
+    try:
+        return REGISTRY.resolve(kind, registry_name(host_name))
+    except (UnknownNameError, AmbiguousNameError) as exc:
+        raise host_error(exc) from None

@@ -31,7 +31,7 @@ from swift_zoo._config import build_optimizer, validate_kwargs
 from swift_zoo._errors import ConfigError
 from swift_zoo._registry import REGISTRY
 from swift_zoo.integrations.ms_swift._log import log_once
-from swift_zoo.integrations.ms_swift._names import canonical, registry_name
+from swift_zoo.integrations.ms_swift._names import canonical, resolve
 
 
 def parse_optim_args(text: str | None) -> dict[str, Any]:
@@ -69,8 +69,8 @@ def parse_optim_args(text: str | None) -> dict[str, Any]:
 
 def optimizer_kwargs(host_name: str, args: Any) -> tuple[str, dict[str, Any]]:
     """The registry name and the validated kwargs of ``--optimizer host_name`` under ``args``."""
-    name = registry_name(host_name)
-    cls = REGISTRY.load("optimizer", name)
+    entry = resolve("optimizer", host_name)
+    name, cls = entry.qualified_name, REGISTRY.load_entry(entry)
     kwargs: dict[str, Any] = {}
     for key, attribute in (("lr", "learning_rate"), ("weight_decay", "weight_decay")):
         value = getattr(args, attribute, None)

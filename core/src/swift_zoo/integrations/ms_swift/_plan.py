@@ -18,7 +18,7 @@ from swift_zoo._errors import ConfigError
 from swift_zoo._registry import REGISTRY, Entry
 from swift_zoo.integrations.ms_swift._bindings import BINDINGS, KWARGS_ENV, env_kwargs, unsupported_env
 from swift_zoo.integrations.ms_swift._families import Family, check_route, classify
-from swift_zoo.integrations.ms_swift._names import canonical, registry_name
+from swift_zoo.integrations.ms_swift._names import canonical, resolve
 
 PLANS_ATTRIBUTE = "swift_zoo_loss_kwargs"
 
@@ -89,7 +89,7 @@ def plan_loss(host_name: str, args: Any, *, rlhf_type: str | None = None, task_t
     """
     rlhf_type = normalise_rlhf_type(rlhf_type)
     host_name = canonical(host_name)
-    entry = REGISTRY.resolve("loss", registry_name(host_name))
+    entry = resolve("loss", host_name)
     cls = REGISTRY.load_entry(entry)
     kwargs, sources, terms = loss_kwargs(cls, entry.spec.name, args, host_name, rlhf_type, stored)
     refused = unsupported_env(entry.spec.name)

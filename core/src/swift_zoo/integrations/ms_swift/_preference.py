@@ -34,8 +34,15 @@ HOST_TERMS: dict[str, Callable[[Any], None]] = {"cpo_alpha": _cpo_alpha_off, "rp
 
 
 def loss_types(trainer: Any) -> list[str]:
-    value = trainer.loss_type
+    """The trainer's loss types (ms-swift's ORPO trainer keeps it only on its arguments)."""
+    value = getattr(trainer, "loss_type", None) or getattr(trainer.args, "loss_type", None)
     return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def single_zoo_loss(trainer: Any, rlhf_type: str) -> LossPlan | None:
+    """The plan of a trainer with one loss type (CPO, ORPO, KTO) when it is a ``zoo:`` one, else ``None``."""
+    (name,) = loss_types(trainer)
+    return trainer_plans(trainer, rlhf_type)[name] if is_zoo_name(name) else None
 
 
 def trainer_plans(trainer: Any, rlhf_type: str) -> dict[str, LossPlan]:
