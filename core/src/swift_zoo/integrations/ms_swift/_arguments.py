@@ -67,7 +67,7 @@ def check_arguments(args: Any) -> dict[str, dict[str, Any]]:
         setattr(args, _REFERENCE_FREE, len(reference_free) == len(names) and all(reference_free))
         setattr(args, _NO_KL, len(needs_kl) == len(names) and not any(needs_kl))
     if is_zoo_name(getattr(args, "optimizer", None)):
-        from swift_zoo.integrations.ms_swift._optimizers import optimizer_kwargs
+        from swift_zoo.integrations.ms_swift._optim_args import optimizer_kwargs
 
         optimizer_kwargs(args.optimizer, args)
         args.optimizer = canonical(args.optimizer)
