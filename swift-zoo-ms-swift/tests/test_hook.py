@@ -48,16 +48,16 @@ def test_switches_turn_the_hook_off(switch):
 
 
 def test_pth_costs_well_under_5_ms():
-    """The .pth's own processing (import + install), timed inside fresh `python -S` interpreters.
+    """The .pth's own processing (import + install): CPU time inside fresh `python -S` interpreters.
 
-    The budget is 5 ms; the bound here is loose (25 ms) because other processes share the CPU when the
-    suite runs. benchmarks/bench_ms_swift_startup.py reports the real figure.
+    The budget is 5 ms; the bound here is loose (15 ms) because other processes share the machine when
+    the suite runs. benchmarks/bench_ms_swift_startup.py reports the real figure.
     """
-    code = (f"import sys, site, time; sys.path.insert(0, {str(SITE)!r}); t = time.perf_counter(); "
-            f"site.addpackage({str(SITE)!r}, {PTH!r}, set()); print(time.perf_counter() - t)")
+    code = (f"import sys, site, time; sys.path.insert(0, {str(SITE)!r}); t = time.process_time(); "
+            f"site.addpackage({str(SITE)!r}, {PTH!r}, set()); print(time.process_time() - t)")
     times = [float(subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
                                   check=True).stdout) for _ in range(5)]
-    assert statistics.median(times) < 0.025, times
+    assert statistics.median(times) < 0.015, times
 
 
 def test_importing_ms_swift_activates_the_zoo_with_one_log_line():

@@ -8,14 +8,15 @@ they load and logs one line. Until then neither torch, ms-swift nor swift_zoo is
 module uses only ``os`` and ``sys``, which every interpreter has loaded already
 (``benchmarks/bench_ms_swift_startup.py`` measures the cost).
 
+No ``from __future__ import annotations`` here, unlike the rest of swift zoo: the ``__future__`` import
+alone would cost this start-up path about as much as the rest of the module.
+
 Off switches, read at start-up:
 
 * ``SWIFT_ZOO_MS_SWIFT_DISABLE=1``: this hook only (``--external_plugins $(swift-zoo ms-swift-plugin)``
   still works);
 * ``SWIFT_ZOO_DISABLE_PLUGIN_AUTOLOAD=1``: swift zoo's switch for every automatic plugin loading.
 """
-
-from __future__ import annotations
 
 import os
 import sys
