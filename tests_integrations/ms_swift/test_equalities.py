@@ -215,3 +215,21 @@ def test_metrics_reach_custom_metrics():
     loss_map["zoo:cross_entropy"](SimpleNamespace(task_type="causal_lm"), trainer)({"logits": logits}, labels,
                                                                                    num_items_in_batch=8)
     assert 0.0 <= metrics["train"]["zoo/token_accuracy"].compute()["value"] <= 1.0
+
+
+def test_weighted_sum_runs_in_the_dpo_adapter(monkeypatch):
+    """zoo:weighted_sum of dpo and hinge under --rlhf_type dpo = ms-swift's sigmoid + 0.5 hinge."""
+    from swift.rlhf_trainers.dpo_trainer import DPOTrainer
+
+    monkeypatch.setenv("SWIFT_ZOO_LOSS_KWARGS",
+                       '{"losses": [{"type": "dpo", "weight": 1.0}, {"type": "hinge", "weight": 0.5}]}')
+    chosen, rejected, ref_chosen, ref_rejected, chosen_len, rejected_len = _pairs(seed=5)
+    output = {"chosen_completion_token_counts": chosen_len, "rejected_completion_token_counts": rejected_len}
+    host_in = _leaves(chosen, rejected)
+    host = _trainer()
+    sigmoid, *_ = DPOTrainer.dpo_loss.__wrapped__(host, *host_in, ref_chosen, ref_rejected, "sigmoid", output)
+    hinge, *_ = DPOTrainer.dpo_loss.__wrapped__(host, *host_in, ref_chosen, ref_rejected, "hinge", output)
+    zoo_in = _leaves(chosen, rejected)
+    zoo = _trainer(loss_type=["zoo:weighted_sum"])
+    zoo_losses, *_ = DPOTrainer.dpo_loss(zoo, *zoo_in, ref_chosen, ref_rejected, "zoo:weighted_sum", output)
+    _compare(sigmoid.mean() + 0.5 * hinge.mean(), host_in, zoo_losses.mean(), zoo_in)

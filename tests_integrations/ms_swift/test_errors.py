@@ -131,3 +131,18 @@ def test_every_registered_name_is_in_the_ms_swift_tables(make_args):
         assert f"zoo:{entry.name}" in optimizers_map and f"zoo:{entry.qualified_name}" in optimizers_map
     assert {"cross_entropy", "infonce", "default", "galore"} <= set(loss_map) | set(optimizers_map)
     assert loss_map["cross_entropy"].__module__.startswith("swift.")  # ms-swift's names stay ms-swift's
+
+
+def test_weighted_sum_of_one_family_runs_under_its_trainer(make_args, monkeypatch):
+    monkeypatch.setenv("SWIFT_ZOO_LOSS_KWARGS",
+                       '{"losses": [{"type": "dpo", "weight": 1.0}, {"type": "bco_pair", "weight": 0.2}]}')
+    args = make_args("rlhf", rlhf_type="dpo", loss_type=["zoo:weighted_sum"])
+    assert args.loss_type == "zoo:weighted_sum"
+
+
+def test_weighted_sum_across_families_is_refused(make_args, monkeypatch):
+    """TRL's MPO (a DPO term plus an SFT term) reads inputs no single ms-swift trainer supplies."""
+    monkeypatch.setenv("SWIFT_ZOO_LOSS_KWARGS",
+                       '{"losses": [{"type": "dpo", "weight": 1.0}, {"type": "cross_entropy", "weight": 0.2}]}')
+    with pytest.raises(ConfigError, match=r"cannot run under swift rlhf --rlhf_type dpo: no ms-swift trainer"):
+        make_args("rlhf", rlhf_type="dpo", loss_type=["zoo:weighted_sum"])

@@ -46,8 +46,8 @@ class Correspondence:
             return f"`--loss_type {name}`"
         if kind == "sft_flag":
             return f"`--{name} true`"
-        if kind == "orpo":
-            return "`--rlhf_type orpo`"
+        if kind in ("orpo", "gkd", "rm", "ppo"):
+            return f"`--rlhf_type {kind}`"
         return f"`--rlhf_type {kind} --loss_type {name}`"
 
     @property
@@ -112,10 +112,20 @@ CORRESPONDENCES: tuple[Correspondence, ...] = (
       for name in ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo")),
     Correspondence("gspo", ("grpo", "grpo"), NOT_WIRED, note="ms-swift: `--importance_sampling_level sequence`. "
                    + _GRPO),
-    Correspondence("forward_kl", ("gkd", "gkd"), NOT_WIRED, note=f"`--rlhf_type gkd --beta 0`; {_GKD}"),
-    Correspondence("reverse_kl", ("gkd", "gkd"), NOT_WIRED, note=f"`--rlhf_type gkd --beta 1`; {_GKD}"),
-    Correspondence("generalized_jsd", ("gkd", "gkd"), NOT_WIRED, note=f"`--rlhf_type gkd --beta`; {_GKD}"),
-    Correspondence("bradley_terry", ("rm", "rm"), NOT_WIRED, note="`--rlhf_type rm` is TRL's RewardTrainer; no seam"),
+    Correspondence("kl_penalty", ("", ""), NOT_WIRED, note="the `--beta` KL term inside ms-swift's GRPO loss. " + _GRPO),
+    Correspondence("ppo", ("ppo", "ppo"), NOT_WIRED, note="`--rlhf_type ppo` is TRL's PPOTrainer, whose loss is inline"),
+    Correspondence("forward_kl", ("gkd", "gkd"), NOT_WIRED, note=f"`--beta 0`; {_GKD}"),
+    Correspondence("reverse_kl", ("gkd", "gkd"), NOT_WIRED, note=f"`--beta 1`; {_GKD}"),
+    Correspondence("generalized_jsd", ("gkd", "gkd"), NOT_WIRED, note=f"`--beta` in (0, 1); {_GKD}"),
+    Correspondence("tvd", ("", ""), NOT_WIRED, note=_GKD),
+    Correspondence("bradley_terry", ("rm", "rm"), NOT_WIRED, note="TRL's RewardTrainer; its loss is inline"),
+    Correspondence("fused_linear_cross_entropy", ("", ""), NOT_WIRED,
+                   note="reads hidden states and the LM head weight; ms-swift hands a loss the logits "
+                        "(use `zoo:cross_entropy`)"),
+    Correspondence("weighted_sum", ("", ""), "",
+                   note="runs where all its terms run (e.g. `dpo` + `bco_pair` under `--rlhf_type dpo`); terms "
+                        "of different families (TRL's MPO: `dpo` + `cross_entropy`) need inputs no single "
+                        "ms-swift trainer supplies and are refused"),
 )
 
 BY_ZOO_NAME: dict[str, Correspondence] = {c.zoo: c for c in CORRESPONDENCES}
@@ -131,5 +141,6 @@ def render_table(rows: list[tuple[str, str, str]]) -> str:
         relation = found.relation if found else ""
         settings = found.settings_text if found else ""
         note = found.note if found else ""
-        lines.append(f"| `zoo:{name}` | {where} | {host} | {relation} | {settings} | {note} |")
+        cells = [f"`zoo:{name}`", where, host, relation or "—", settings, note]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines)
