@@ -23,6 +23,8 @@ CONSTRAINTS = str(ROOT / "constraints.txt")
 PACKAGES = {"core": "core", "loss-zoo": "swift-loss-zoo", "optim-zoo": "swift-optim-zoo"}
 DISTRIBUTIONS = {"core": "swift-zoo-core", "loss-zoo": "swift-loss-zoo", "optim-zoo": "swift-optim-zoo"}
 EXAMPLE_PLUGIN = ROOT / "examples" / "my-swift-loss"
+MS_SWIFT_DIST = ROOT / "swift-zoo-ms-swift"
+MS_SWIFT_CONSTRAINTS = str(ROOT / "constraints-ms-swift.txt")  # ms-swift 4.6 pins trl<1.0, transformers<5.20
 
 nox.options.sessions = [
     "lint", "build", "tests", "entry_points", "conformance", "catalogue", "third_party", "examples",
@@ -71,6 +73,8 @@ def build(session: nox.Session) -> None:
     folders = [ROOT / f for f in PACKAGES.values()]
     if EXAMPLE_PLUGIN.exists():
         folders.append(EXAMPLE_PLUGIN)
+    if MS_SWIFT_DIST.exists():
+        folders.append(MS_SWIFT_DIST)
     for folder in folders:
         with session.chdir(folder):
             session.run("python", "-m", "hatchling", "build", "-t", "wheel", "-d", str(DIST))
@@ -168,3 +172,22 @@ def distributed(session: nox.Session) -> None:
     session.install("-c", CONSTRAINTS, "pytest")
     session.run("python", "-m", "pytest", str(ROOT / "tests_distributed"), "-q", "-p", "no:cacheprovider",
                 *session.posargs)
+
+
+@nox.session
+def ms_swift(session: nox.Session) -> None:
+    """ms-swift 4.6 with the zoo wheels, in its own venv under constraints-ms-swift.txt.
+
+    swift-zoo-ms-swift's own tests (the start-up hook), then tests_integrations/ms_swift: training runs
+    on a tiny Llama through ms-swift (the flag route; the no-flag route in subprocesses), every
+    equality the name table claims, argument-time errors; then the docs' generated tables.
+    """
+    dists = [wheel(d) for d in ("swift-zoo-core", "swift-loss-zoo", "swift-optim-zoo", "my-swift-loss",
+                                "swift-zoo-ms-swift")]
+    session.install("-c", MS_SWIFT_CONSTRAINTS, "torch==2.13.0")
+    session.install("-c", MS_SWIFT_CONSTRAINTS, "ms-swift==4.6.0", "pytest", *dists)
+    session.install("--no-deps", "--force-reinstall", *dists)
+    session.run("python", "-m", "pytest", str(MS_SWIFT_DIST / "tests"), "-q", "-p", "no:cacheprovider")
+    session.run("python", "-m", "pytest", str(ROOT / "tests_integrations" / "ms_swift"), "-q", "-p",
+                "no:cacheprovider", *session.posargs, env={"SWIFT_ZOO_MS_SWIFT_DISABLE": "1", "OMP_NUM_THREADS": "1"})
+    session.run("python", str(ROOT / "tools" / "gen_ms_swift_docs.py"), "--check")
