@@ -28,7 +28,7 @@ MS_SWIFT_CONSTRAINTS = str(ROOT / "constraints-ms-swift.txt")  # ms-swift 4.6 pi
 
 nox.options.sessions = [
     "lint", "build", "tests", "entry_points", "conformance", "catalogue", "third_party", "examples",
-    "distributed", "benchmarks_smoke",
+    "distributed", "ms_swift", "benchmarks_smoke",
 ]
 
 

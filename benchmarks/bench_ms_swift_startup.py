@@ -98,6 +98,8 @@ def main() -> None:
     load = os.getloadavg()[0]
     text = (_measure.report_header("swift-zoo-ms-swift start-up cost") +
             f"\nLoad average (1 min) when measured: {load:.2f}\n\n{table}\n\n{verdict}\n")
+    if not RESULTS.exists():
+        RESULTS.write_text("# ms-swift integration benchmarks\n\n")
     _measure.write_section(RESULTS, "ms_swift_startup", text)
     print(f"wrote {RESULTS}")
 

@@ -17,7 +17,12 @@ ms-swift module                        what the zoo adds
 =====================================  ============================================================
 
 ms-swift's names are never replaced: zoo entries live under ``zoo:``, and a ``zoo:`` key someone
-else set is left alone. The patched methods are private to ms-swift/TRL, so the integration is
+else set is left alone. Every spelling is registered when the table's module loads rather than
+looked up lazily: ``loss_map`` and ``optimizers_map`` are plain dicts that ms-swift modules import
+by identity (``from swift.loss import loss_map``), so a ``__missing__`` subclass would have to
+replace every reference, and ``--loss_type``'s help text lists the dict's keys when the argument
+class is defined. An entry costs a two-attribute class; the loss class itself is imported only when
+the trainer builds it. The patched methods are private to ms-swift/TRL, so the integration is
 tested against ms-swift 4.6 (:data:`TESTED`) and warns on another version.
 """
 
