@@ -5,7 +5,7 @@ then runs ms-swift's own entry points (``sft_main`` / ``rlhf_main``, what ``swif
 rlhf`` call) with ``--external_plugins $(swift-zoo ms-swift-plugin)``, 8 steps each, and prints the
 first and last logged loss of each run. Each run is also shown as the ``swift`` command it equals.
 Needs ms-swift 4.6 (``pip install -c constraints-ms-swift.txt "./core[ms-swift]" ./swift-loss-zoo
-./swift-optim-zoo``); about a minute on 2 CPU cores.
+./swift-optim-zoo``).
 """
 
 from __future__ import annotations
