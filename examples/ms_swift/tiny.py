@@ -6,7 +6,9 @@
   template) and a ``LlamaForCausalLM`` (hidden 64, 2 layers, 4 heads, 2 KV heads, ~125 k parameters)
   saved with ``save_pretrained``; nothing is downloaded;
 * ``DIR/data``: ``sft.jsonl`` (messages), ``dpo.jsonl`` (messages + ``rejected_response``), ``kto.jsonl``
-  (messages + ``label``), 64 rows each, in ms-swift's dataset formats.
+  (messages + ``label``), ``embedding.jsonl`` (anchor, positive, 2 negatives), ``embedding_pairs.jsonl``
+  (anchor, positive, a similarity ``label``), ``reranker.jsonl`` (query, positive, 3 negatives), 64 rows
+  each, in ms-swift's dataset formats (``--task_type embedding`` / ``reranker`` for the last three).
 
 ms-swift needs ``--model_type llama --template chatml --check_model false`` for this model (a bare
 ``LlamaForCausalLM`` matches several model types, and the model check calls the hub).
@@ -46,7 +48,7 @@ def _rows(seed: int) -> list[tuple[str, str, str]]:
 
 
 def write_datasets(folder: str | Path, seed: int = 0) -> dict[str, Path]:
-    """The sft / dpo / kto jsonl files (ms-swift's formats); returns their paths by name."""
+    """The jsonl files in ms-swift's formats (see the module docstring); returns their paths by name."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rows = _rows(seed)
@@ -59,6 +61,20 @@ def write_datasets(folder: str | Path, seed: int = 0) -> dict[str, Path]:
                               {"role": "assistant", "content": good if i % 2 == 0 else bad}],
                  "label": i % 2 == 0} for i, (p, good, bad) in enumerate(rows)],
     }
+    rng = random.Random(seed + 1)
+    user = [{"role": "user", "content": p} for p, _, _ in rows]
+    records["embedding"] = [
+        {"messages": [u], "positive_messages": [[{"role": "user", "content": good}]],
+         "negative_messages": [[{"role": "user", "content": _sentence(rng, 4)}] for _ in range(2)]}
+        for u, (_, good, _) in zip(user, rows)]
+    records["embedding_pairs"] = [
+        {"messages": [u], "positive_messages": [[{"role": "user", "content": good if i % 2 else bad}]],
+         "label": 0.9 if i % 2 else 0.1}
+        for i, (u, (_, good, bad)) in enumerate(zip(user, rows))]
+    records["reranker"] = [
+        {"messages": [u], "positive_messages": [[{"role": "assistant", "content": good}]],
+         "negative_messages": [[{"role": "assistant", "content": _sentence(rng, 4)}] for _ in range(3)]}
+        for u, (_, good, _) in zip(user, rows)]
     paths = {}
     for name, items in records.items():
         path = folder / f"{name}.jsonl"
