@@ -6,6 +6,8 @@ imported). ``docs/ms_swift.md`` has the name table, the kwargs rules and what is
 Importing this package imports neither torch nor ms-swift.
 """
 
+from __future__ import annotations
+
 from swift_zoo.integrations.ms_swift._bindings import KWARGS_ENV
 from swift_zoo.integrations.ms_swift._install import TESTED, install, register_names
 from swift_zoo.integrations.ms_swift._names import PREFIX

@@ -6,6 +6,8 @@ it loads the model. Executing this one makes every zoo loss and optimizer select
 ``--loss_type zoo:<name>`` and ``--optimizer zoo:<name>``.
 """
 
+from __future__ import annotations
+
 from swift_zoo.integrations.ms_swift import install
 
 install(source="--external_plugins")
