@@ -44,7 +44,7 @@ def parse_optim_args(text: str | None) -> dict[str, Any]:
         if not sep or not key:
             message = f"--optim_args must look like 'key=value,key2=value2', got {text!r} (the part {item.strip()!r})"
             raise ConfigError(message, key="optim_args", expected="key=value pairs", found=text)
-        if value[:1] in "[(":
+        if value.startswith(("[", "(")):
             try:
                 value = list(ast.literal_eval(value))
             except (ValueError, SyntaxError):

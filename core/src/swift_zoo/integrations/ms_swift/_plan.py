@@ -58,14 +58,16 @@ def normalise_rlhf_type(rlhf_type: str | None) -> str | None:
 
 def loss_kwargs(cls: type, loss_name: str, args: Any, host_name: str, rlhf_type: str | None,
                 stored: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, str], tuple[str, ...]]:
-    """``(kwargs, sources, host terms to switch off)`` for ``cls`` from ms-swift's settings and the env."""
+    """``(kwargs, sources, host terms to switch off)`` for ``cls`` from ms-swift's settings and the env.
+
+    ``stored``: what argument time found (it saw every ms-swift argument); used as it is.
+    """
+    if stored is not None:
+        return dict(stored["kwargs"]), dict(stored["sources"]), tuple(stored["host_terms_off"])
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
     kwargs: dict[str, Any] = {}
     sources: dict[str, str] = {}
     terms: list[str] = []
-    if stored is not None:
-        kwargs, sources = dict(stored["kwargs"]), dict(stored["sources"])
-        return kwargs, sources, tuple(stored["host_terms_off"])
     for binding in BINDINGS:
         if binding.kwarg not in accepted:
             continue
