@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,7 @@ def tiny_run(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
 
     def run(command: str, *flags: str, data_name: str = "sft", plugin: bool = True, batch: int = 2,
-            accumulation: int = 2) -> list[tuple[float, float]]:
+            accumulation: int = 2, env: dict[str, str] | None = None) -> list[tuple[float, float]]:
         argv = [
             "--model", str(model_dir), *tiny.MODEL_ARGS, "--dataset", str(data[data_name]),
             "--tuner_type", "full", "--torch_dtype", "float32", "--max_steps", "4",
@@ -51,7 +52,14 @@ def tiny_run(tmp_path_factory):
         if plugin:
             argv += ["--external_plugins", str(external_plugin_path())]
         main = sft_main if command == "sft" else rlhf_main
-        result = main(argv)
+        # set and removed here, not with monkeypatch: datasets' map may replace the os.environ object
+        # (datasets/arrow_dataset.py:3620), and monkeypatch's undo would then miss the live one
+        os.environ.update(env or {})
+        try:
+            result = main(argv)
+        finally:
+            for key in env or {}:
+                os.environ.pop(key, None)
         steps = [(log["loss"], log["grad_norm"]) for log in result["log_history"] if "loss" in log]
         assert len(steps) == 4 and all(math.isfinite(v) for step in steps for v in step), steps
         run.last_logs = result["log_history"]

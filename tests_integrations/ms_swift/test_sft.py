@@ -38,11 +38,10 @@ def test_third_party_plugin_loss_is_usable(tiny_run, name):
     assert steps[-1][0] < steps[0][0]
 
 
-def test_kwargs_from_the_environment(tiny_run, monkeypatch):
+def test_kwargs_from_the_environment(tiny_run):
     """SWIFT_ZOO_LOSS_KWARGS reaches the loss: a z-loss of 0.01 adds 0.01 * logsumexp^2 (~0.35 here)."""
     plain = tiny_run("sft", "--loss_type", "zoo:cross_entropy")
-    monkeypatch.setenv("SWIFT_ZOO_LOSS_KWARGS", '{"z_loss": 0.01}')
-    with_z_loss = tiny_run("sft", "--loss_type", "zoo:cross_entropy")
+    with_z_loss = tiny_run("sft", "--loss_type", "zoo:cross_entropy", env={"SWIFT_ZOO_LOSS_KWARGS": '{"z_loss": 0.01}'})
     assert with_z_loss[0][0] > plain[0][0] + 0.2
 
 
