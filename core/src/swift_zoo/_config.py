@@ -5,6 +5,7 @@ Config mirrors ms-swift and the HF Trainer::
     training_args:
       loss_type: dpo
       loss_kwargs: {beta: 0.1}
+      advantage_type: grpo           # policy-gradient losses: the estimator of their advantages
       optimizer_type: galore_adamw
       optimizer_kwargs: {lr: 2.0e-5, rank: 64}
       lr_scheduler_type: cosine
@@ -228,6 +229,13 @@ def build_optimizer(name: str | type, model_or_params: Any, /, **kwargs: Any) ->
     return cls(model_or_params, **checked)
 
 
+def build_advantage(name: str | type, /, **kwargs: Any) -> Any:
+    """An advantage estimator: ``build_advantage("grpo", scale_rewards=True)`` (or a class instead of a name)."""
+    cls = REGISTRY.load("advantage", name) if isinstance(name, str) else name
+    owner = f"advantage estimator {name!r}" if isinstance(name, str) else f"advantage estimator {cls.__name__}"
+    return cls(**validate_kwargs(owner, cls, kwargs))
+
+
 def build_scheduler(name: str | Callable[..., Any], optimizer: Any, /, **kwargs: Any) -> Any:
     """An LR scheduler from a registered schedule: ``build_scheduler("cosine", opt, num_training_steps=1000)``."""
     factory = REGISTRY.load("scheduler", name) if isinstance(name, str) else name
@@ -259,6 +267,7 @@ class TrainingComponents:
     """What :func:`build_from_config` returns."""
 
     loss: Any = None
+    advantage: Any = None
     optimizer: Any = None
     lr_scheduler: Any = None
     max_grad_norm: float | None = None
@@ -290,7 +299,7 @@ def _section(args: Mapping[str, Any], key: str) -> dict[str, Any]:
 def build_from_config(config: Mapping[str, Any] | str | os.PathLike[str], model: Any = None) -> TrainingComponents:
     """Loss, optimizer, LR schedule and clipping from ``training_args`` of a dict or YAML file.
 
-    Reads ``loss_type``/``loss_kwargs``, ``optimizer_type``/``optimizer_kwargs`` (``lr``
+    Reads ``loss_type``/``loss_kwargs``, ``advantage_type``/``advantage_kwargs``, ``optimizer_type``/``optimizer_kwargs`` (``lr``
     defaults to ``learning_rate`` when only that is given), ``lr_scheduler_type``/
     ``lr_scheduler_kwargs`` (``num_training_steps`` defaults to ``max_steps``) and
     ``max_grad_norm``. Other keys are left for the trainer. The optimizer needs ``model``.
@@ -310,6 +319,8 @@ def build_from_config(config: Mapping[str, Any] | str | os.PathLike[str], model:
     built = TrainingComponents(training_args=args)
     if args.get("loss_type") is not None:
         built.loss = build_loss(_name(args, "loss_type"), **_section(args, "loss_kwargs"))
+    if args.get("advantage_type") is not None:
+        built.advantage = build_advantage(_name(args, "advantage_type"), **_section(args, "advantage_kwargs"))
     if args.get("optimizer_type") is not None:
         if model is None:
             message = "training_args.optimizer_type is set: pass the model (or its parameters) to build_from_config"

@@ -7,7 +7,8 @@ SwiftZooError
  ├── UnknownNameError (+ KeyError)
  │    ├── UnknownLossError
  │    ├── UnknownOptimizerError
- │    └── UnknownSchedulerError
+ │    ├── UnknownSchedulerError
+ │    └── UnknownAdvantageError
  ├── AmbiguousNameError (+ KeyError)
  ├── PluginLoadError
  ├── PluginImportError (+ ImportError)
@@ -15,6 +16,9 @@ SwiftZooError
  ├── ConfigError (+ ValueError)
  ├── LossInputError (+ ValueError)
  ├── OptimizerModeError (+ RuntimeError)
+ ├── OptimizerStateError (+ ValueError)
+ ├── UnsupportedShardingError (+ RuntimeError)
+ ├── NonFiniteGradientError (+ FloatingPointError)
  └── ConformanceError (+ AssertionError)
 """
 
@@ -82,6 +86,11 @@ class UnknownOptimizerError(UnknownNameError):
 class UnknownSchedulerError(UnknownNameError):
     kind = "scheduler"
     plural = "schedulers"
+
+
+class UnknownAdvantageError(UnknownNameError):
+    kind = "advantage estimator"
+    plural = "advantage estimators"
 
 
 class AmbiguousNameError(SwiftZooError, KeyError):
@@ -181,6 +190,23 @@ class LossInputError(SwiftZooError, ValueError):
 
 class OptimizerModeError(SwiftZooError, RuntimeError):
     """An optimizer was used in the wrong mode (e.g. schedule-free ``step()`` in eval mode)."""
+
+
+class OptimizerStateError(SwiftZooError, ValueError):
+    """A state dict that this optimizer cannot load (saved by another optimizer kind, or malformed)."""
+
+
+class UnsupportedShardingError(SwiftZooError, RuntimeError):
+    """An optimizer met parameters sharded in a way its method cannot be correct on (raised at the first
+    step, naming the optimizer, the wrapper and what to do instead): never a silent wrong update."""
+
+
+class NonFiniteGradientError(SwiftZooError, FloatingPointError):
+    """A gradient held NaN or Inf and the optimizer's policy is ``"raise"`` (see :class:`swift_zoo.optim.ZooOptimizer`)."""
+
+    def __init__(self, message: str, *, parameters: Sequence[str] = ()) -> None:
+        self.parameters = tuple(parameters)
+        super().__init__(message)
 
 
 class ConformanceError(SwiftZooError, AssertionError):

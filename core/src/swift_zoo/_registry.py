@@ -32,12 +32,21 @@ from swift_zoo._errors import (
     InvalidPluginError,
     PluginImportError,
     PluginLoadError,
+    UnknownAdvantageError,
     UnknownLossError,
     UnknownNameError,
     UnknownOptimizerError,
     UnknownSchedulerError,
 )
-from swift_zoo._specs import LossSpec, OptimizerSpec, SchedulerSpec, Spec, normalize_name, spec_from_object
+from swift_zoo._specs import (
+    AdvantageSpec,
+    LossSpec,
+    OptimizerSpec,
+    SchedulerSpec,
+    Spec,
+    normalize_name,
+    spec_from_object,
+)
 
 LOCAL_PLUGIN = "local"
 STRICT_ENV = "SWIFT_ZOO_STRICT_PLUGINS"
@@ -62,7 +71,8 @@ class Kind:
 LOSS = Kind("loss", LossSpec, "swift_zoo_register_losses", UnknownLossError)
 OPTIMIZER = Kind("optimizer", OptimizerSpec, "swift_zoo_register_optimizers", UnknownOptimizerError)
 SCHEDULER = Kind("scheduler", SchedulerSpec, "swift_zoo_register_schedulers", UnknownSchedulerError)
-KINDS: dict[str, Kind] = {k.name: k for k in (LOSS, OPTIMIZER, SCHEDULER)}
+ADVANTAGE = Kind("advantage", AdvantageSpec, "swift_zoo_register_advantages", UnknownAdvantageError)
+KINDS: dict[str, Kind] = {k.name: k for k in (LOSS, OPTIMIZER, SCHEDULER, ADVANTAGE)}
 
 
 def _env_flag(name: str) -> bool:
@@ -412,6 +422,12 @@ def _check_target(entry: Entry, target: Any) -> None:
         if not (isinstance(target, type) and issubclass(target, torch.optim.Optimizer)):
             message = f"{where}: expected a subclass of torch.optim.Optimizer, got {target!r}"
             raise InvalidPluginError(message)
+    elif kind == "advantage":
+        from swift_zoo.advantages import BaseAdvantage
+
+        if not (isinstance(target, type) and issubclass(target, BaseAdvantage)):
+            message = f"{where}: expected a subclass of swift_zoo.advantages.BaseAdvantage, got {target!r}"
+            raise InvalidPluginError(message)
     elif not callable(target):
         message = f"{where}: expected a callable, got {target!r}"
         raise InvalidPluginError(message)
@@ -480,6 +496,7 @@ class RegistryMapping(Mapping[str, Any]):
 LOSS_MAPPING = RegistryMapping("loss")
 OPTIMIZER_MAPPING = RegistryMapping("optimizer")
 SCHEDULER_MAPPING = RegistryMapping("scheduler")
+ADVANTAGE_MAPPING = RegistryMapping("advantage")
 
 
 def _decorator(kind: str) -> Callable[..., Any]:
@@ -505,6 +522,7 @@ def _decorator(kind: str) -> Callable[..., Any]:
 register_loss = _decorator("loss")
 register_optimizer = _decorator("optimizer")
 register_scheduler = _decorator("scheduler")
+register_advantage = _decorator("advantage")
 
 
 def list_losses() -> list[Entry]:
@@ -520,6 +538,11 @@ def list_optimizers() -> list[Entry]:
 def list_schedulers() -> list[Entry]:
     """Every registered LR schedule."""
     return REGISTRY.entries("scheduler")
+
+
+def list_advantages() -> list[Entry]:
+    """Every registered advantage estimator (listing imports no implementation)."""
+    return REGISTRY.entries("advantage")
 
 
 def list_plugins() -> list[PluginRecord]:
@@ -540,6 +563,11 @@ def get_optimizer(name: str) -> Any:
 def get_scheduler(name: str) -> Any:
     """The LR-schedule factory registered under ``name``."""
     return REGISTRY.load("scheduler", name)
+
+
+def get_advantage(name: str) -> Any:
+    """The advantage-estimator class registered under ``name`` (bare, alias or ``plugin:name``)."""
+    return REGISTRY.load("advantage", name)
 
 
 def reload_plugins() -> None:

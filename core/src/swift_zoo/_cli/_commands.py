@@ -13,7 +13,10 @@ from swift_zoo._cli._render import as_json, table
 from swift_zoo._errors import UnknownNameError
 from swift_zoo._registry import KINDS, REGISTRY, Entry
 
-KIND_ARGS = {"losses": "loss", "optimizers": "optimizer", "schedulers": "scheduler"}
+KIND_ARGS = {"losses": "loss", "optimizers": "optimizer", "schedulers": "scheduler", "advantages": "advantage"}
+
+
+KIND_TITLES = {"loss": "losses", "optimizer": "optimizers", "scheduler": "schedulers", "advantage": "advantage estimators"}
 
 
 def cmd_plugins(*, json_output: bool, out: TextIO) -> int:
@@ -44,7 +47,7 @@ def cmd_list(kind_arg: str | None, *, json_output: bool, out: TextIO) -> int:
             (e.qualified_name, ", ".join(e.spec.aliases), e.distribution or "(in-process)", e.spec.summary)
             for e in entries if e.kind == k
         ]
-        print(f"{KINDS[k].name}s ({len(rows)})" if k != "loss" else f"losses ({len(rows)})", file=out)
+        print(f"{KIND_TITLES[k]} ({len(rows)})", file=out)
         if rows:
             print(table(("name", "aliases", "distribution", "summary"), rows), file=out)
         print(file=out)
@@ -77,7 +80,9 @@ def describe(entry: Entry) -> dict[str, Any]:
     except (TypeError, ValueError):
         info["signature"] = None
     declared = getattr(target, "inputs", None)
-    if entry.kind == "loss" and declared:
+    if entry.kind == "loss" and getattr(target, "equivalents", ()):
+        info["equivalents"] = [e.describe() for e in target.equivalents]
+    if entry.kind in ("loss", "advantage") and declared:
         info["inputs"] = [spec.describe() for spec in declared]
         info["reduction_unit"] = getattr(target, "reduction_unit", None)
         for flag in ("order_dependent", "batch_dependent"):
@@ -102,11 +107,18 @@ def cmd_info(name: str, kind_arg: str | None, *, json_output: bool, out: TextIO)
         lines.append(f"reference: {info['reference']}")
     if info.get("signature"):
         lines.append(f"signature: {info['signature']}")
-    for key in ("state_bytes", "roles", "needs_model", "hooks", "license", "distributed",
+    for key in ("state_bytes", "roles", "needs_model", "hooks", "license",
                 "reduction_unit", "order_dependent", "batch_dependent"):
         value = info.get(key)
         if value not in (None, "", (), [], False):
             lines.append(f"{key.replace('_', ' ')}: {', '.join(value) if isinstance(value, (list, tuple)) else value}")
+    if isinstance(info.get("distributed"), dict):
+        lines.append("distributed:")
+        lines += [f"  {wrapper}: {s['status']}" + (f" -- {s['how']}" if s["how"] else "")
+                  for wrapper, s in info["distributed"].items()]
+    if info.get("equivalents"):
+        lines.append("equivalent to:")
+        lines += [f"  {line}" for line in info["equivalents"]]
     if info.get("inputs"):
         lines.append("inputs:")
         lines += [f"  {line}" for line in info["inputs"]]

@@ -45,13 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plugins", help="every installed plugin: entry point, distribution, version, status, error")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("list", help="registered losses, optimizers and schedules")
-    p.add_argument("kind", nargs="?", choices=["losses", "optimizers", "schedulers"])
+    p = sub.add_parser("list", help="registered losses, optimizers, schedules and advantage estimators")
+    p.add_argument("kind", nargs="?", choices=["losses", "optimizers", "schedulers", "advantages"])
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("info", help="signature, inputs, docstring and origin of one entry")
     p.add_argument("name", help="a name, alias or plugin:name")
-    p.add_argument("--kind", choices=["losses", "optimizers", "schedulers"])
+    p.add_argument("--kind", choices=["losses", "optimizers", "schedulers", "advantages"])
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("check", help="run the conformance suite on a distribution, plugin or name")

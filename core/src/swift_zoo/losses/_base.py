@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from swift_zoo._equivalence import Equivalence
 from swift_zoo._errors import LossInputError
 from swift_zoo.losses._inputs import LossExample, TensorInput, UnitLosses, validate_inputs
 
@@ -30,6 +31,8 @@ class BaseLoss(torch.nn.Module):
     * ``batch_symbol`` -- the symbol of the batch dimension (dim 0 of every batched input), ``"B"``.
     * ``order_dependent`` / ``batch_dependent`` -- ``None``, or the reason why permuting the batch /
       splitting it into micro-batches changes the loss by design (e.g. in-batch negatives).
+    * ``equivalents`` -- a tuple of :class:`~swift_zoo.Equivalence`: which names in TRL, verl, ms-swift, Liger
+      it equals (with which zoo kwargs and library settings), and where it differs and why.
 
     **What a subclass implements**:
 
@@ -63,6 +66,7 @@ class BaseLoss(torch.nn.Module):
     ignore_index: int = -100
     order_dependent: ClassVar[str | None] = None
     batch_dependent: ClassVar[str | None] = None
+    equivalents: ClassVar[tuple[Equivalence, ...]] = ()
 
     def __init__(self) -> None:
         super().__init__()
