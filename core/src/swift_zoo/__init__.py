@@ -5,6 +5,7 @@
 """
 
 from swift_zoo.__about__ import __version__
+from swift_zoo._capability import DistributedCapability, Support
 from swift_zoo._config import (
     TrainingComponents,
     build_advantage,
@@ -14,6 +15,7 @@ from swift_zoo._config import (
     build_scheduler,
     load_config,
 )
+from swift_zoo._equivalence import Equivalence
 from swift_zoo._errors import (
     AmbiguousNameError,
     ConfigError,
@@ -34,8 +36,6 @@ from swift_zoo._errors import (
     UnsupportedShardingError,
 )
 from swift_zoo._hookspecs import hookimpl, hookspec
-from swift_zoo._capability import DistributedCapability, Support
-from swift_zoo._equivalence import Equivalence
 from swift_zoo._registry import (
     ADVANTAGE_MAPPING,
     LOSS_MAPPING,

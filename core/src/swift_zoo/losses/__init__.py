@@ -1,6 +1,5 @@
 """The loss contract: :class:`BaseLoss`, its declared inputs and its example records."""
 
-from swift_zoo.losses._base import REDUCTION_UNITS, BaseLoss
 from swift_zoo._validation import (
     require_betas,
     require_bool,
@@ -11,6 +10,7 @@ from swift_zoo._validation import (
     require_non_negative,
     require_positive,
 )
+from swift_zoo.losses._base import REDUCTION_UNITS, BaseLoss
 from swift_zoo.losses._inputs import LossExample, TensorInput, UnitLosses, validate_inputs
 
 __all__ = [

@@ -2,6 +2,7 @@
 
 from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX
 from swift_zoo import OptimizerSpec
+
 _LICENSE = (
     "written from the paper (arXiv:2412.05270); the reference implementation apollo-torch is "
     "CC BY-NC 4.0 (non-commercial) and no code was taken from it"
