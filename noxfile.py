@@ -26,7 +26,7 @@ EXAMPLE_PLUGIN = ROOT / "examples" / "my-swift-loss"
 
 nox.options.sessions = [
     "lint", "build", "tests", "entry_points", "conformance", "catalogue", "third_party", "examples",
-    "distributed", "benchmarks_smoke",
+    "distributed", "references", "benchmarks_smoke",
 ]
 
 
@@ -156,6 +156,21 @@ def examples(session: nox.Session) -> None:
     session.install("-c", CONSTRAINTS, "pytest", "matplotlib", "tqdm")
     session.run("python", "-m", "pytest", str(ROOT / "examples" / "tests"), "-q", "-p", "no:cacheprovider",
                 *session.posargs)
+
+
+@nox.session
+def references(session: nox.Session) -> None:
+    """Every declared equivalence with TRL, verl, ms-swift and the optimizer references, compared numerically."""
+    install_torch(session)
+    install_wheels(session, "swift-zoo-core", "swift-loss-zoo", "swift-optim-zoo")
+    folder = ROOT / "tests_references"
+    constraints = str(ROOT / "constraints-references.txt")
+    session.install("-c", constraints, "pytest", "numpy")
+    for requirements, flags in (("requirements.txt", ()), ("requirements-nodeps.txt", ("--no-deps",))):
+        lines = [line for line in (folder / requirements).read_text().splitlines() if line.strip() and not line.startswith("#")]
+        if lines:
+            session.install("-c", constraints, *flags, "-r", str(folder / requirements))
+    session.run("python", "-m", "pytest", str(folder), "-q", "-p", "no:cacheprovider", "-rs", *session.posargs)
 
 
 @nox.session
