@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from swift_zoo.optim import require_betas, require_non_negative
+
 
 def _fused_supported(params: Iterable[Any]) -> bool:
     tensors = []
@@ -51,6 +53,11 @@ class AdamW(torch.optim.AdamW):
         amsgrad: bool = False,
         fused: bool | None = None,
     ) -> None:
+        owner = f"optimizer {self.name!r}"
+        require_non_negative(owner, "lr", lr)
+        require_betas(owner, "betas", betas)
+        require_non_negative(owner, "eps", eps)
+        require_non_negative(owner, "weight_decay", weight_decay)
         params = list(params)
         if fused is None:
             fused = _fused_supported(params)

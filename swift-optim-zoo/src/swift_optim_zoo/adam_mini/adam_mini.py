@@ -11,14 +11,8 @@ from torch import nn
 from swift_optim_zoo._fused import FusedKernel, alias, check_fused
 from swift_optim_zoo.adam_mini.blocks import BlockLayout, block_layouts, layout_from_group, matrix_view
 from swift_zoo import ConfigError
-from swift_zoo.optim import group_role
+from swift_zoo.optim import group_role, require_betas, require_int, require_non_negative
 from swift_zoo.params import NO_DECAY_ROLES, ParamRole
-
-
-def _require(ok: bool, key: str, expected: str, found: Any) -> None:
-    if not ok:
-        message = f"optimizer 'adam_mini': {key!r} must be {expected}, got {found!r}"
-        raise ConfigError(message, key=key, expected=expected, found=found)
 
 
 class AdamMini(torch.optim.Optimizer):
@@ -73,12 +67,13 @@ class AdamMini(torch.optim.Optimizer):
         num_heads: int | None = None,
         fused: bool = False,
     ) -> None:
-        _require(lr >= 0, "lr", "a float >= 0", lr)
-        _require(len(tuple(betas)) == 2 and all(0 <= b < 1 for b in betas), "betas", "two floats in [0, 1)", betas)
-        _require(eps >= 0, "eps", "a float >= 0", eps)
-        _require(weight_decay >= 0, "weight_decay", "a float >= 0", weight_decay)
-        _require(num_heads is None or (isinstance(num_heads, int) and num_heads > 0), "num_heads",
-                 "None or an int > 0", num_heads)
+        owner = f"optimizer {self.name!r}"
+        require_non_negative(owner, "lr", lr)
+        require_betas(owner, "betas", betas)
+        require_non_negative(owner, "eps", eps)
+        require_non_negative(owner, "weight_decay", weight_decay)
+        if num_heads is not None:
+            require_int(owner, "num_heads", num_heads, low=1, high=1 << 16)
         check_fused(self.name, fused)
         self.num_heads = num_heads
         defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay, "fused": fused}

@@ -20,8 +20,7 @@ import torch
 from swift_optim_zoo import _native
 from swift_optim_zoo._inner_adamw import adamw_state_bytes, inner_adamw_step
 from swift_optim_zoo._projection import matrix_view_shape
-from swift_zoo import ConfigError
-from swift_zoo.optim import PreserveStateDtypes, group_role
+from swift_zoo.optim import PreserveStateDtypes, group_role, require_betas, require_non_negative
 from swift_zoo.params import ParamRole
 
 
@@ -30,43 +29,12 @@ def compute_dtype(param: torch.Tensor) -> torch.dtype:
     return torch.float64 if param.dtype == torch.float64 else torch.float32
 
 
-def check_range(owner: str, key: str, value: Any, *, low: float | None = None, high: float | None = None,
-                low_open: bool = False, high_open: bool = False) -> None:
-    """Raise :class:`ConfigError` unless ``low (<|<=) value (<|<=) high``."""
-    bad = not isinstance(value, (int, float)) or isinstance(value, bool)
-    if not bad and low is not None:
-        bad = value <= low if low_open else value < low
-    if not bad and high is not None:
-        bad = value >= high if high_open else value > high
-    if bad:
-        left = "" if low is None else f"{low} {'<' if low_open else '<='} "
-        right = "" if high is None else f" {'<' if high_open else '<='} {high}"
-        expected = f"a number with {left}{key}{right}"
-        message = f"{owner}: {key!r} expects {expected}, got {value!r}"
-        raise ConfigError(message, key=key, expected=expected, found=value)
-
-
-def check_betas(owner: str, key: str, betas: Any) -> None:
-    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        message = f"{owner}: {key!r} expects a pair (beta1, beta2), got {betas!r}"
-        raise ConfigError(message, key=key, expected="a pair (beta1, beta2)", found=betas)
-    for index, beta in enumerate(betas):
-        check_range(owner, f"{key}[{index}]", beta, low=0.0, high=1.0, high_open=True)
-
-
 def check_adam_hyperparameters(owner: str, *, lr: Any, betas: Any, eps: Any, weight_decay: Any) -> None:
-    """The hyperparameters every Adam-family update shares: lr, eps, weight_decay >= 0 and betas in [0, 1)."""
-    check_range(owner, "lr", lr, low=0.0)
-    check_betas(owner, "betas", betas)
-    check_range(owner, "eps", eps, low=0.0)
-    check_range(owner, "weight_decay", weight_decay, low=0.0)
-
-
-def check_choice(owner: str, key: str, value: Any, choices: tuple[Any, ...]) -> None:
-    if value not in choices:
-        expected = "one of " + ", ".join(repr(c) for c in choices)
-        message = f"{owner}: {key!r} expects {expected}, got {value!r}"
-        raise ConfigError(message, key=key, expected=expected, found=value)
+    """The hyperparameters every Adam-family update shares: finite lr, eps, weight_decay >= 0 and betas in [0, 1)."""
+    require_non_negative(owner, "lr", lr)
+    require_betas(owner, "betas", betas)
+    require_non_negative(owner, "eps", eps)
+    require_non_negative(owner, "weight_decay", weight_decay)
 
 
 def row_and_column_scales(grad: torch.Tensor, factor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

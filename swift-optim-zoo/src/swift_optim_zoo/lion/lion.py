@@ -8,13 +8,7 @@ from typing import Any
 import torch
 
 from swift_optim_zoo._fused import FusedKernel, alias, can_alias, check_fused
-from swift_zoo import ConfigError
-
-
-def _require(ok: bool, key: str, expected: str, found: Any) -> None:
-    if not ok:
-        message = f"optimizer 'lion': {key!r} must be {expected}, got {found!r}"
-        raise ConfigError(message, key=key, expected=expected, found=found)
+from swift_zoo.optim import require_betas, require_non_negative
 
 
 class Lion(torch.optim.Optimizer):
@@ -56,9 +50,10 @@ class Lion(torch.optim.Optimizer):
         foreach: bool | None = None,
         fused: bool = False,
     ) -> None:
-        _require(lr >= 0, "lr", "a float >= 0", lr)
-        _require(len(tuple(betas)) == 2 and all(0 <= b <= 1 for b in betas), "betas", "two floats in [0, 1]", betas)
-        _require(weight_decay >= 0, "weight_decay", "a float >= 0", weight_decay)
+        owner = f"optimizer {self.name!r}"
+        require_non_negative(owner, "lr", lr)
+        require_betas(owner, "betas", betas, high_inclusive=True)
+        require_non_negative(owner, "weight_decay", weight_decay)
         check_fused(self.name, fused)
         defaults = {"lr": lr, "betas": tuple(betas), "weight_decay": weight_decay, "foreach": foreach, "fused": fused}
         super().__init__(params, defaults)

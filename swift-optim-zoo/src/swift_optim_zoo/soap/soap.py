@@ -9,14 +9,7 @@ import torch
 
 from swift_optim_zoo._inner_adamw import adamw_state_bytes, inner_adamw_step
 from swift_optim_zoo.soap.eigenbasis import accumulate_factors, initial_eigenbasis, project, refresh_eigenbasis
-from swift_zoo import ConfigError
-from swift_zoo.optim import PreserveStateDtypes
-
-
-def _require(ok: bool, key: str, expected: str, found: Any) -> None:
-    if not ok:
-        message = f"optimizer 'soap': {key!r} must be {expected}, got {found!r}"
-        raise ConfigError(message, key=key, expected=expected, found=found)
+from swift_zoo.optim import PreserveStateDtypes, require_betas, require_in_range, require_int, require_non_negative
 
 
 def _preconditioned(param: torch.Tensor, max_precond_dim: int) -> list[bool]:
@@ -79,15 +72,14 @@ class SOAP(PreserveStateDtypes, torch.optim.Optimizer):
         normalize_grads: bool = False,
         correct_bias: bool = True,
     ) -> None:
-        _require(lr >= 0, "lr", "a float >= 0", lr)
-        _require(len(tuple(betas)) == 2 and all(0 <= b < 1 for b in betas), "betas", "two floats in [0, 1)", betas)
-        _require(shampoo_beta < 1, "shampoo_beta", "a float < 1 (negative: use betas[1])", shampoo_beta)
-        _require(eps >= 0, "eps", "a float >= 0", eps)
-        _require(weight_decay >= 0, "weight_decay", "a float >= 0", weight_decay)
-        _require(isinstance(precondition_frequency, int) and precondition_frequency >= 1,
-                 "precondition_frequency", "an int >= 1", precondition_frequency)
-        _require(isinstance(max_precond_dim, int) and max_precond_dim >= 1, "max_precond_dim", "an int >= 1",
-                 max_precond_dim)
+        owner = f"optimizer {self.name!r}"
+        require_non_negative(owner, "lr", lr)
+        require_betas(owner, "betas", betas)
+        require_in_range(owner, "shampoo_beta", shampoo_beta, -1.0, 1.0, high_inclusive=False)  # < 0: use betas[1]
+        require_non_negative(owner, "eps", eps)
+        require_non_negative(owner, "weight_decay", weight_decay)
+        require_int(owner, "precondition_frequency", precondition_frequency, low=1, high=10**9)
+        require_int(owner, "max_precond_dim", max_precond_dim, low=1, high=1 << 16)
         defaults = {
             "lr": lr, "betas": tuple(betas), "shampoo_beta": shampoo_beta, "eps": eps,
             "weight_decay": weight_decay, "precondition_frequency": precondition_frequency,
