@@ -8,8 +8,10 @@ from typing import Any
 
 import torch
 
+from swift_optim_zoo._catalogue._distributed import ELEMENT_WISE
 from swift_optim_zoo._fused import FusedKernel, alias, can_alias, check_fused
 from swift_zoo import ConfigError, OptimizerModeError
+from swift_zoo.optim import ZooOptimizer
 
 
 def _require(ok: bool, key: str, expected: str, found: Any) -> None:
@@ -18,7 +20,7 @@ def _require(ok: bool, key: str, expected: str, found: Any) -> None:
         raise ConfigError(message, key=key, expected=expected, found=found)
 
 
-class ScheduleFreeAdamW(torch.optim.Optimizer):
+class ScheduleFreeAdamW(ZooOptimizer):
     r"""Schedule-Free AdamW: interpolation plus averaging in place of a decaying LR schedule.
 
     Three sequences: the base iterate :math:`z`, the average :math:`x` (what you evaluate) and the
@@ -62,6 +64,8 @@ class ScheduleFreeAdamW(torch.optim.Optimizer):
     """
 
     name = "schedule_free_adamw"
+    distributed = ELEMENT_WISE
+    elementwise = True
     hooks = ("train", "eval")
 
     def __init__(
@@ -123,8 +127,8 @@ class ScheduleFreeAdamW(torch.optim.Optimizer):
             torch._foreach_lerp_(params, [self.state[p]["z"] for p in params], weight)
 
     # -------------------------------------------------------------------- step
-    @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One update (see :class:`~swift_zoo.optim.ZooOptimizer`); refused in eval mode."""
         for group in self.param_groups:
             if not group["train_mode"]:
                 message = (
@@ -133,13 +137,11 @@ class ScheduleFreeAdamW(torch.optim.Optimizer):
                     "or saving)."
                 )
                 raise OptimizerModeError(message)
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        return super().step(closure)
+
+    def _step(self) -> None:
         for group in self.param_groups:
             self._group_step(group)
-        return loss
 
     def _group_step(self, group: dict[str, Any]) -> None:
         beta1, beta2 = group["betas"]
