@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from swift_zoo.optim import require_betas, require_non_negative
+from swift_optim_zoo._catalogue._distributed import ELEMENT_WISE
+from swift_zoo.optim import ZooOptimizer, require_betas, require_non_negative
 
 
 def _fused_supported(params: Iterable[Any]) -> bool:
@@ -20,7 +21,7 @@ def _fused_supported(params: Iterable[Any]) -> bool:
     )
 
 
-class AdamW(torch.optim.AdamW):
+class AdamW(ZooOptimizer, torch.optim.AdamW):
     r"""AdamW (Loshchilov & Hutter, arXiv:1711.05101), torch's implementation.
 
     .. math::
@@ -42,6 +43,8 @@ class AdamW(torch.optim.AdamW):
     """
 
     name = "adamw"
+    distributed = ELEMENT_WISE
+    elementwise = True
 
     def __init__(
         self,
@@ -63,6 +66,12 @@ class AdamW(torch.optim.AdamW):
             fused = _fused_supported(params)
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, fused=fused or None)
+
+    def _step(self) -> None:
+        torch_step = torch.optim.AdamW.step
+        if getattr(torch_step, "hooked", False):  # torch wraps a class's step with its hooks: ours already ran them
+            torch_step = torch_step.__wrapped__
+        torch_step(self)
 
     def state_bytes_for(self, param: torch.Tensor, group: dict[str, Any]) -> int:
         moments = 3 if group.get("amsgrad") else 2

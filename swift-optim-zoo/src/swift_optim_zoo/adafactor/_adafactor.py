@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 
+from swift_optim_zoo._catalogue._distributed import ADAFACTOR
 from swift_optim_zoo._fused import check_fused
 from swift_optim_zoo.adafactor._fused_rule import fused_adafactor_step
 from swift_optim_zoo.adafactor._rule import adafactor_state_elements, adafactor_update, init_adafactor_state, rms
 from swift_optim_zoo.galore._hybrid import compute_dtype
 from swift_zoo import ConfigError
-from swift_zoo.optim import PreserveStateDtypes, require_in_range, require_non_negative, require_positive
+from swift_zoo.optim import ZooOptimizer, require_in_range, require_non_negative, require_positive
 
 
-class Adafactor(PreserveStateDtypes, torch.optim.Optimizer):
+class Adafactor(ZooOptimizer):
     r"""Adafactor (Shazeer & Stern, ICML 2018, arXiv:1804.04235), as ``transformers.Adafactor`` computes it.
 
     Per parameter, with :math:`t` the step (from 1), :math:`\hat\beta_{2,t} = 1 - t^{c}`:
@@ -56,6 +57,7 @@ class Adafactor(PreserveStateDtypes, torch.optim.Optimizer):
     """
 
     name = "adafactor"
+    distributed = ADAFACTOR
 
     def __init__(
         self,
@@ -124,13 +126,7 @@ class Adafactor(PreserveStateDtypes, torch.optim.Optimizer):
         scale = max(group["eps"][1], param_rms) if group["scale_parameter"] else 1.0
         return scale * size
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """One update of every parameter that has a gradient."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def _step(self) -> None:
         for group in self.param_groups:
             for param in group["params"]:
                 if param.grad is None:
@@ -164,5 +160,4 @@ class Adafactor(PreserveStateDtypes, torch.optim.Optimizer):
                 work.sub_(update)
                 if not in_place:
                     param.copy_(work)
-        return loss
 

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
+from swift_optim_zoo._catalogue._distributed import ADAM_MINI
 from swift_optim_zoo._fused import FusedKernel, alias, check_fused
 from swift_optim_zoo.adam_mini.blocks import BlockLayout, block_layouts, layout_from_group, matrix_view
 from swift_zoo import ConfigError
-from swift_zoo.optim import group_role, require_betas, require_int, require_non_negative
+from swift_zoo.optim import ZooOptimizer, group_role, require_betas, require_int, require_non_negative
 from swift_zoo.params import NO_DECAY_ROLES, ParamRole
 
 
-class AdamMini(torch.optim.Optimizer):
+class AdamMini(ZooOptimizer):
     r"""Adam-mini: Adam's first moment per coordinate, its second moment one scalar per block.
 
     For a block :math:`B` of parameter coordinates with gradient :math:`g`:
@@ -55,6 +55,7 @@ class AdamMini(torch.optim.Optimizer):
     """
 
     name = "adam_mini"
+    distributed = ADAM_MINI
     needs_model = True
 
     def __init__(
@@ -111,17 +112,11 @@ class AdamMini(torch.optim.Optimizer):
         blocks = sum(n // b for n, b in group["block_rows"])
         return (param.numel() + blocks) * param.element_size() + 4
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def _step(self) -> None:
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
                     self._param_step(p, group)
-        return loss
 
     def _param_step(self, p: torch.Tensor, group: dict[str, Any]) -> None:
         if p.grad.is_sparse:

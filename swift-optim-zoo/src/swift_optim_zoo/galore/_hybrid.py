@@ -12,15 +12,16 @@ parameter's dtype; the parameter itself is updated in its own dtype.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
 
 from swift_optim_zoo import _native
+from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX
 from swift_optim_zoo._inner_adamw import adamw_state_bytes, inner_adamw_step
 from swift_optim_zoo._projection import matrix_view_shape
-from swift_zoo.optim import PreserveStateDtypes, group_role, require_betas, require_non_negative
+from swift_zoo.optim import ZooOptimizer, group_role, require_betas, require_non_negative
 from swift_zoo.params import ParamRole
 
 
@@ -48,7 +49,7 @@ def row_and_column_scales(grad: torch.Tensor, factor: torch.Tensor) -> tuple[tor
     return grad.new_ones(rows), factor.reshape(cols)
 
 
-class LowRankHybrid(PreserveStateDtypes, torch.optim.Optimizer):
+class LowRankHybrid(ZooOptimizer):
     """Base of the low-rank optimizers: routing, the inner AdamW, state accounting and loading.
 
     Subclasses implement :meth:`_low_rank_step` (one update of one routed parameter, 2-D view)
@@ -56,6 +57,7 @@ class LowRankHybrid(PreserveStateDtypes, torch.optim.Optimizer):
     """
 
     name: ClassVar[str] = ""
+    distributed = WHOLE_MATRIX
 
     # --------------------------------------------------------------------- routing
     def _routes_low_rank(self, param: torch.Tensor, group: Mapping[str, Any]) -> bool:
@@ -82,13 +84,8 @@ class LowRankHybrid(PreserveStateDtypes, torch.optim.Optimizer):
         itemsize = torch.empty((), dtype=compute_dtype(param)).element_size()
         return self._low_rank_state_bytes(rows, cols, int(group["rank"]), itemsize, group)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+    def _step(self) -> None:
         """One update of every parameter that has a gradient."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
         index = 0
         for group in self.param_groups:
             others = []
@@ -106,7 +103,6 @@ class LowRankHybrid(PreserveStateDtypes, torch.optim.Optimizer):
                 grad = param.grad.reshape(rows, cols).to(compute_dtype(param))
                 self._low_rank_step(param, grad, self.state[param], group, index)
             inner_adamw_step(self, others, group)
-        return loss
 
     # --------------------------------------------------------------------- helpers
     @staticmethod

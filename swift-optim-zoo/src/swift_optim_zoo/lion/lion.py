@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from swift_optim_zoo._catalogue._distributed import ELEMENT_WISE
 from swift_optim_zoo._fused import FusedKernel, alias, can_alias, check_fused
-from swift_zoo.optim import require_betas, require_non_negative
+from swift_zoo.optim import ZooOptimizer, require_betas, require_non_negative
 
 
-class Lion(torch.optim.Optimizer):
+class Lion(ZooOptimizer):
     r"""Lion: the sign of an interpolation of momentum and gradient, one state tensor.
 
     .. math::
@@ -40,6 +40,8 @@ class Lion(torch.optim.Optimizer):
     """
 
     name = "lion"
+    distributed = ELEMENT_WISE
+    elementwise = True
 
     def __init__(
         self,
@@ -67,12 +69,7 @@ class Lion(torch.optim.Optimizer):
         """One momentum tensor in the parameter's dtype."""
         return param.numel() * param.element_size()
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def _step(self) -> None:
         for group in self.param_groups:
             params, grads, exp_avgs = [], [], []
             for p in group["params"]:
@@ -100,7 +97,6 @@ class Lion(torch.optim.Optimizer):
             step_fn = _foreach_lion if foreach else _single_tensor_lion
             step_fn(params, grads, exp_avgs, lr=group["lr"], beta1=beta1, beta2=beta2,
                     weight_decay=group["weight_decay"])
-        return loss
 
 
 def _single_tensor_lion(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs: list[torch.Tensor], *,

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
 
+from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX
 from swift_optim_zoo._inner_adamw import adamw_state_bytes, inner_adamw_step
 from swift_optim_zoo.muon.newton_schulz import KELLER_COEFFICIENTS, newton_schulz_orthogonalize
 from swift_zoo import ConfigError
 from swift_zoo.optim import (
+    ZooOptimizer,
     group_role,
     require_betas,
     require_choice,
@@ -54,7 +55,7 @@ def matrix_view(tensor: torch.Tensor, *, per_expert: bool) -> torch.Tensor:
     return tensor.reshape(tensor.size(0), -1)
 
 
-class Muon(torch.optim.Optimizer):
+class Muon(ZooOptimizer):
     r"""Muon: SGD momentum, orthogonalised by a Newton–Schulz iteration, on hidden matrices only.
 
     For a hidden matrix :math:`W` (role ``hidden_matrix`` or ``expert_stack``) with gradient :math:`G_t`:
@@ -115,6 +116,7 @@ class Muon(torch.optim.Optimizer):
     """
 
     name = "muon"
+    distributed = WHOLE_MATRIX
 
     def __init__(
         self,
@@ -206,18 +208,12 @@ class Muon(torch.optim.Optimizer):
         return adamw_state_bytes(param)
 
     # -------------------------------------------------------------------- step
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def _step(self) -> None:
         for group in self.param_groups:
             if group["use_muon"]:
                 self._muon_group_step(group)
             else:
                 inner_adamw_step(self, group["params"], group)
-        return loss
 
     def _muon_group_step(self, group: dict[str, Any]) -> None:
         params, grads, buffers = [], [], []

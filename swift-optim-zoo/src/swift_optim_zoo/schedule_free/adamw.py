@@ -8,12 +8,20 @@ from typing import Any
 
 import torch
 
+from swift_optim_zoo._catalogue._distributed import ELEMENT_WISE
 from swift_optim_zoo._fused import FusedKernel, alias, can_alias, check_fused
 from swift_zoo import OptimizerModeError
-from swift_zoo.optim import require_betas, require_finite, require_in_range, require_int, require_non_negative
+from swift_zoo.optim import (
+    ZooOptimizer,
+    require_betas,
+    require_finite,
+    require_in_range,
+    require_int,
+    require_non_negative,
+)
 
 
-class ScheduleFreeAdamW(torch.optim.Optimizer):
+class ScheduleFreeAdamW(ZooOptimizer):
     r"""Schedule-Free AdamW: interpolation plus averaging in place of a decaying LR schedule.
 
     Three sequences: the base iterate :math:`z`, the average :math:`x` (what you evaluate) and the
@@ -57,6 +65,8 @@ class ScheduleFreeAdamW(torch.optim.Optimizer):
     """
 
     name = "schedule_free_adamw"
+    distributed = ELEMENT_WISE
+    elementwise = True
     hooks = ("train", "eval")
 
     def __init__(
@@ -121,8 +131,8 @@ class ScheduleFreeAdamW(torch.optim.Optimizer):
             torch._foreach_lerp_(params, [self.state[p]["z"] for p in params], weight)
 
     # -------------------------------------------------------------------- step
-    @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One update (see :class:`~swift_zoo.optim.ZooOptimizer`); refused in eval mode."""
         for group in self.param_groups:
             if not group["train_mode"]:
                 message = (
@@ -131,13 +141,11 @@ class ScheduleFreeAdamW(torch.optim.Optimizer):
                     "or saving)."
                 )
                 raise OptimizerModeError(message)
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        return super().step(closure)
+
+    def _step(self) -> None:
         for group in self.param_groups:
             self._group_step(group)
-        return loss
 
     def _group_step(self, group: dict[str, Any]) -> None:
         beta1, beta2 = group["betas"]

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX
 from swift_optim_zoo._inner_adamw import adamw_state_bytes, inner_adamw_step
 from swift_optim_zoo.soap.eigenbasis import accumulate_factors, initial_eigenbasis, project, refresh_eigenbasis
-from swift_zoo.optim import PreserveStateDtypes, require_betas, require_in_range, require_int, require_non_negative
+from swift_zoo.optim import ZooOptimizer, require_betas, require_in_range, require_int, require_non_negative
 
 
 def _preconditioned(param: torch.Tensor, max_precond_dim: int) -> list[bool]:
     return [size <= max_precond_dim for size in param.shape]
 
 
-class SOAP(PreserveStateDtypes, torch.optim.Optimizer):
+class SOAP(ZooOptimizer):
     r"""SOAP: Adam run in the eigenbasis of Shampoo's preconditioner, refreshed every few steps.
 
     For a matrix parameter with gradient :math:`G` (>= 2-D tensors: every dimension of size
@@ -58,6 +58,7 @@ class SOAP(PreserveStateDtypes, torch.optim.Optimizer):
     """
 
     name = "soap"
+    distributed = WHOLE_MATRIX
 
     def __init__(
         self,
@@ -100,19 +101,13 @@ class SOAP(PreserveStateDtypes, torch.optim.Optimizer):
         return max(4, param.element_size()) * (2 * param.numel() + 2 * sides)
 
     # ------------------------------------------------------------------- step
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def _step(self) -> None:
         for group in self.param_groups:
             vectors = [p for p in group["params"] if p.grad is not None and p.dim() < 2]
             inner_adamw_step(self, vectors, group)
             for p in group["params"]:
                 if p.grad is not None and p.dim() >= 2:
                     self._matrix_step(p, group)
-        return loss
 
     def _matrix_step(self, p: torch.Tensor, group: dict[str, Any]) -> None:
         if p.grad.is_sparse:
