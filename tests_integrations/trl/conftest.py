@@ -47,3 +47,36 @@ def assert_same_steps(zoo: list[dict], trl: list[dict], *, rtol: float = 2e-5) -
         for key in ("loss", "grad_norm"):
             assert a[key] == pytest.approx(b[key], rel=rtol, abs=1e-7), (
                 f"step {step} {key}: zoo {a[key]!r} vs TRL {b[key]!r}")
+
+
+KINDS = {  # kind: (TRL trainer, zoo trainer, config class, dataset builder, per-kind arguments)
+    "SFTTrainer": ("SFTTrainer", "ZooSFTTrainer", "SFTConfig", tiny.sft_dataset, {}),
+    "DPOTrainer": ("DPOTrainer", "ZooDPOTrainer", "DPOConfig", tiny.preference_dataset, {}),
+    "KTOTrainer": ("KTOTrainer", "ZooKTOTrainer", "KTOConfig", tiny.unpaired_dataset, {}),
+    "GRPOTrainer": ("GRPOTrainer", "ZooGRPOTrainer", "GRPOConfig", tiny.prompt_dataset,
+                    {"num_generations": 4, "max_completion_length": 8, "per_device_train_batch_size": 4}),
+}
+
+
+def make_trainer(kind: str, model_dir: Path, output_dir: Path, *, zoo: dict | None = None,
+                 dataset=None, ref: bool = True, **config):
+    """A TRL trainer (``zoo is None``, TRL's own loss) or its zoo trainer (``zoo`` = ``zoo_config``) on the tiny
+    model, with the test's common arguments plus ``config``."""
+    import trl
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import swift_zoo.integrations.trl as zoo_trl
+
+    trl_name, zoo_name, config_name, data, extra = KINDS[kind]
+    cls = getattr(trl, trl_name) if zoo is None else getattr(zoo_trl, zoo_name)
+    args = getattr(trl, config_name)(**common_args(output_dir, **{**extra, **config}))
+    kwargs = {"args": args, "train_dataset": dataset if dataset is not None else data(),
+              "processing_class": AutoTokenizer.from_pretrained(model_dir)}
+    if zoo is not None:
+        kwargs["zoo_config"] = zoo
+    if kind == "GRPOTrainer":  # TRL loads the policy (and the reference when beta != 0) from the folder
+        return cls(model=str(model_dir), reward_funcs=tiny.word_reward, **kwargs)
+    kwargs["model"] = AutoModelForCausalLM.from_pretrained(model_dir)
+    if kind in ("DPOTrainer", "KTOTrainer") and ref:
+        kwargs["ref_model"] = AutoModelForCausalLM.from_pretrained(model_dir)
+    return cls(**kwargs)
