@@ -79,6 +79,8 @@ class ZooTRLMixin(ZooComponentsMixin):
             message = f"{owner}: zoo_config needs a 'loss_type' (a zoo loss name); keys found: {found}"
             raise ConfigError(message, key="loss_type", expected="a zoo loss name", found=None)
         loss_cls = get_loss(name)  # UnknownLossError, with close matches and the available names
+        if loss_cls.inputs:  # declared on the class: check before the TRL fields reach its constructor
+            check_supplied(self.trl_kind, loss_cls)
         kwargs = loss_kwargs_from_config(self.trl_kind, owner, loss_cls, trl_args,
                                          self.zoo_config.get("loss_kwargs") or {})
         return build_loss(loss_cls, **kwargs)

@@ -49,11 +49,12 @@ def uses_reference(loss: Any) -> bool:
 
 
 def check_supplied(kind: str, loss: Any) -> None:
-    """Raise :class:`ConfigError` when ``kind``'s trainer cannot supply a required input of ``loss``."""
+    """Raise :class:`ConfigError` when ``kind``'s trainer cannot supply a required input of ``loss`` (an
+    instance, or a class whose inputs do not depend on its arguments)."""
     missing = sorted(required_inputs(loss) - SUPPLIED_INPUTS[kind])
     if not missing:
         return
-    owner, name = TRAINER_NAMES[kind], loss.display_name
+    owner, name = TRAINER_NAMES[kind], getattr(loss, "name", "") or getattr(loss, "__name__", type(loss).__name__)
     fits = [TRAINER_NAMES[other] for other, keys in SUPPLIED_INPUTS.items()
             if other != kind and required_inputs(loss) <= keys]
     instead = (f"use {' or '.join(fits)} instead" if fits
