@@ -119,3 +119,43 @@ def word_reward(completions, word, **_) -> list[float]:
         text = completion[0]["content"] if isinstance(completion, list) else completion
         rewards.append(1.0 if text.strip().startswith(target) else sum(c in target for c in text) / max(len(text), 1))
     return rewards
+
+
+def config_kwargs(output_dir: str | Path, steps: int) -> dict:
+    """TRL config arguments for a short CPU run in float32 (TRL configs default to bf16 autocast)."""
+    return {"output_dir": str(output_dir), "max_steps": steps, "logging_steps": 1, "learning_rate": 1e-3,
+            "per_device_train_batch_size": 4, "gradient_accumulation_steps": 2, "seed": 42, "use_cpu": True,
+            "bf16": False, "report_to": "none", "save_strategy": "no", "disable_tqdm": True}
+
+
+def parse_args(description: str):
+    """``--model DIR`` (built there when missing), ``--steps N``, ``--out DIR``."""
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--model", default=None, help="tiny model folder (default: built in a temporary folder)")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--out", default=None, help="output folder (default: a temporary folder)")
+    args = parser.parse_args()
+    scratch = Path(tempfile.mkdtemp(prefix="swift-zoo-trl-"))
+    model = Path(args.model) if args.model else scratch / "model"
+    if not (model / "config.json").exists():
+        build(model)
+    return model, args.steps, Path(args.out) if args.out else scratch / "out"
+
+
+def report(name: str, trainer) -> dict:
+    """Print and return the first and last logged loss (and the zoo metrics of the last step)."""
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    first, last = logged[0], logged[-1]
+    metrics = {k: round(v, 4) for k, v in last.items() if k in trainer.zoo_loss.metrics}
+    print(f"[{name}] {trainer.zoo_loss.display_name}: loss {first['loss']:.4f} -> {last['loss']:.4f} "
+          f"over {len(logged)} steps; last metrics {metrics}")
+    return {"first": first, "last": last}
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(build(sys.argv[1] if len(sys.argv) > 1 else "tiny-model"))
