@@ -20,13 +20,14 @@ nox.options.error_on_missing_interpreters = True
 ROOT = Path(__file__).parent
 DIST = ROOT / "dist"
 CONSTRAINTS = str(ROOT / "constraints.txt")
+CONSTRAINTS_TRL = str(ROOT / "constraints-trl.txt")
 PACKAGES = {"core": "core", "loss-zoo": "swift-loss-zoo", "optim-zoo": "swift-optim-zoo"}
 DISTRIBUTIONS = {"core": "swift-zoo-core", "loss-zoo": "swift-loss-zoo", "optim-zoo": "swift-optim-zoo"}
 EXAMPLE_PLUGIN = ROOT / "examples" / "my-swift-loss"
 
 nox.options.sessions = [
     "lint", "build", "tests", "entry_points", "conformance", "catalogue", "third_party", "examples",
-    "distributed", "references", "benchmarks_smoke",
+    "distributed", "references", "benchmarks_smoke", "trl",
 ]
 
 
@@ -182,4 +183,16 @@ def distributed(session: nox.Session) -> None:
     install_wheels(session, "swift-zoo-core", "swift-loss-zoo", "swift-optim-zoo")
     session.install("-c", CONSTRAINTS, "pytest")
     session.run("python", "-m", "pytest", str(ROOT / "tests_distributed"), "-q", "-p", "no:cacheprovider",
+                *session.posargs)
+
+
+@nox.session
+def trl(session: nox.Session) -> None:
+    """swift_zoo.integrations.trl on the real TRL 1.16 (own venv, constraints-trl.txt): every zoo trainer against
+    TRL's own loss of the same meaning, step by step, on a tiny model built offline; and the TRL examples."""
+    session.install("-c", CONSTRAINTS_TRL, "torch==2.13.0")
+    wheels = [wheel(d) for d in ("swift-zoo-core", "swift-loss-zoo", "swift-optim-zoo")]
+    session.install("-c", CONSTRAINTS_TRL, wheels[0] + "[trl]", *wheels[1:], "pytest", "tokenizers")
+    session.install("--no-deps", "--force-reinstall", *wheels)
+    session.run("python", "-m", "pytest", str(ROOT / "tests_integrations" / "trl"), "-q", "-p", "no:cacheprovider",
                 *session.posargs)

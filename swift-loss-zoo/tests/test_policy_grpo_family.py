@@ -31,7 +31,7 @@ def assert_close(actual, expected, *, rtol=1e-12, atol=1e-14):
 
 # ------------------------------------------------------------------ reference
 def reference_loss(kind, lp, old, ref, adv, mask, *, eps_low=0.2, eps_high=0.2, beta=0.0, max_len=None,
-                   tau_pos=1.0, tau_neg=1.05, delta=None):
+                   tau_pos=1.0, tau_neg=1.05, delta=None, unbiased_kl=False):
     """The published objective written token by token with Python control flow (float64)."""
     if old is None:
         old = lp.detach()
@@ -42,9 +42,13 @@ def reference_loss(kind, lp, old, ref, adv, mask, *, eps_low=0.2, eps_high=0.2, 
             continue
         a = float(adv[i])
 
-        def kl(t, i=i):
+        def kl(t, i=i, weight=None):
+            # unbiased_kl: k3 times the differentiable importance ratio (the sequence ratio for gspo)
             x = ref[i, t] - lp[i, t]
-            return torch.exp(x) - x - 1.0
+            k3 = torch.exp(x) - x - 1.0
+            if not unbiased_kl:
+                return k3
+            return k3 * (torch.exp(lp[i, t] - old[i, t]) if weight is None else weight)
 
         if kind == "gspo":
             s = torch.exp(sum(lp[i, t] - old[i, t] for t in tokens) / len(tokens))
@@ -53,7 +57,7 @@ def reference_loss(kind, lp, old, ref, adv, mask, *, eps_low=0.2, eps_high=0.2, 
                 min(max(sv, 1 - eps_low), 1 + eps_high), dtype=F64)
             unit = -min(s * a, clipped * a, key=lambda x: x.item())
             if beta:
-                unit = unit + beta * sum(kl(t) for t in tokens) / len(tokens)
+                unit = unit + beta * sum(kl(t, weight=s) for t in tokens) / len(tokens)
             units.append(unit)
             continue
         token_losses = []
@@ -117,6 +121,13 @@ CASES = [
      {"tau_pos": 0.5, "tau_neg": 2.0}),
     ("gspo", GSPOLoss, {}, {"eps_low": 3e-4, "eps_high": 4e-4}),
     ("gspo", GSPOLoss, {"epsilon_low": 0.05, "epsilon_high": 0.1, "beta": 0.04}, {"eps_low": 0.05, "eps_high": 0.1}),
+    ("grpo", GRPOLoss, {"beta": 0.04, "unbiased_kl": True}, {"unbiased_kl": True}),
+    ("dr_grpo", DrGRPOLoss, {"max_completion_length": 9, "beta": 0.02, "unbiased_kl": True},
+     {"max_len": 9, "unbiased_kl": True}),
+    ("cispo", CISPOLoss, {"beta": 0.05, "unbiased_kl": True}, {"eps_low": None, "eps_high": 4.0, "unbiased_kl": True}),
+    ("sapo", SAPOLoss, {"beta": 0.03, "unbiased_kl": True}, {"unbiased_kl": True}),
+    ("gspo", GSPOLoss, {"epsilon_low": 0.05, "epsilon_high": 0.1, "beta": 0.04, "unbiased_kl": True},
+     {"eps_low": 0.05, "eps_high": 0.1, "unbiased_kl": True}),
 ]
 
 
@@ -330,6 +341,25 @@ def test_bad_hyperparameters_are_rejected(name, kwargs, key, expected):
     assert info.value.found is kwargs[key] or info.value.found == kwargs[key]
     assert name in str(info.value) and expected.replace("a number ", "") in str(info.value)
     assert str(kwargs[key]) in str(info.value)
+
+
+@pytest.mark.parametrize("cls", [GRPOLoss, DAPOLoss, CISPOLoss, SAPOLoss, GSPOLoss])
+def test_unbiased_kl_keeps_the_on_policy_value_and_adds_beta_k3_to_the_gradient(cls):
+    # On-policy the ratio is 1: same value; the gradient gains beta * k3 * grad log pi per token (TRL's
+    # use_bias_correction_kl), so with beta = 0 the option changes nothing.
+    lp, _, ref, adv, mask = make_batch(4, 4, 6)
+    plain_value, plain_grad = _run(cls(beta=0.1), lp, None, ref, adv, mask)
+    value, grad = _run(cls(beta=0.1, unbiased_kl=True), lp, None, ref, adv, mask)
+    assert_close(value, plain_value)
+    assert not torch.allclose(grad, plain_grad)
+    _, zero_beta_grad = _run(cls(beta=0.0, unbiased_kl=True), lp, None, ref, adv, mask)
+    _, zero_beta_plain = _run(cls(beta=0.0), lp, None, ref, adv, mask)
+    assert_close(zero_beta_grad, zero_beta_plain)
+
+
+def test_unbiased_kl_must_be_a_bool():
+    with pytest.raises(ConfigError, match="unbiased_kl must be a bool, got 'yes'"):
+        GRPOLoss(unbiased_kl="yes")
 
 
 def test_dr_grpo_requires_max_completion_length():

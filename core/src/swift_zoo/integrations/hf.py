@@ -54,7 +54,44 @@ class ZooLossFunction:
         return value
 
 
-class ZooTrainer(transformers.Trainer):
+def read_zoo_config(zoo_config: Mapping[str, Any] | str | None) -> dict[str, Any]:
+    """The ``training_args`` section of a zoo config (a mapping or a YAML path); ``{}`` for ``None``."""
+    config = load_config(zoo_config) if zoo_config is not None else {}
+    return dict(config.get("training_args", config))
+
+
+class ZooComponentsMixin:
+    """``create_optimizer`` / ``create_scheduler`` from ``self.zoo_config`` (``optimizer_type``/``optimizer_kwargs``,
+    ``lr_scheduler_type``/``lr_scheduler_kwargs``), for any ``transformers.Trainer`` subclass placed after it.
+    A key left out falls back to the Trainer's own optimizer or schedule."""
+
+    zoo_config: dict[str, Any]
+
+    def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+        name = self.zoo_config.get("optimizer_type")
+        if not name:
+            return super().create_optimizer(model) if model is not None else super().create_optimizer()
+        if self.optimizer is None:
+            kwargs = dict(self.zoo_config.get("optimizer_kwargs") or {})
+            kwargs.setdefault("lr", self.args.learning_rate)
+            self.optimizer = build_optimizer(name, model or self.model, **kwargs)
+        return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None) -> Any:
+        name = self.zoo_config.get("lr_scheduler_type")
+        if not name:
+            return super().create_scheduler(num_training_steps, optimizer)
+        if self.lr_scheduler is None:
+            kwargs = dict(self.zoo_config.get("lr_scheduler_kwargs") or {})
+            kwargs.setdefault("num_training_steps", num_training_steps)
+            if "warmup_steps" not in kwargs and self.args.warmup_steps:
+                kwargs["warmup_steps"] = self.args.warmup_steps
+            self.lr_scheduler = build_scheduler(name, optimizer or self.optimizer, **kwargs)
+            self._created_lr_scheduler = True
+        return self.lr_scheduler
+
+
+class ZooTrainer(ZooComponentsMixin, transformers.Trainer):
     """``transformers.Trainer`` with a zoo loss, optimizer and schedule.
 
     :param zoo_config: ``training_args``-style mapping (or YAML path) with ``loss_type``/``loss_kwargs``,
@@ -65,8 +102,7 @@ class ZooTrainer(transformers.Trainer):
 
     def __init__(self, *args: Any, zoo_config: Mapping[str, Any] | str | None = None,
                  zoo_loss: torch.nn.Module | None = None, **kwargs: Any) -> None:
-        config = load_config(zoo_config) if zoo_config is not None else {}
-        self.zoo_config = dict(config.get("training_args", config))
+        self.zoo_config = read_zoo_config(zoo_config)
         if zoo_loss is None and self.zoo_config.get("loss_type"):
             zoo_loss = build_loss(self.zoo_config["loss_type"], **(self.zoo_config.get("loss_kwargs") or {}))
         if zoo_loss is not None and kwargs.get("compute_loss_func") is not None:
@@ -93,26 +129,3 @@ class ZooTrainer(transformers.Trainer):
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
             total = self.accelerator.gather(total).sum()
         return total
-
-    def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
-        name = self.zoo_config.get("optimizer_type")
-        if not name:
-            return super().create_optimizer(model) if model is not None else super().create_optimizer()
-        if self.optimizer is None:
-            kwargs = dict(self.zoo_config.get("optimizer_kwargs") or {})
-            kwargs.setdefault("lr", self.args.learning_rate)
-            self.optimizer = build_optimizer(name, model or self.model, **kwargs)
-        return self.optimizer
-
-    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None) -> Any:
-        name = self.zoo_config.get("lr_scheduler_type")
-        if not name:
-            return super().create_scheduler(num_training_steps, optimizer)
-        if self.lr_scheduler is None:
-            kwargs = dict(self.zoo_config.get("lr_scheduler_kwargs") or {})
-            kwargs.setdefault("num_training_steps", num_training_steps)
-            if "warmup_steps" not in kwargs and self.args.warmup_steps:
-                kwargs["warmup_steps"] = self.args.warmup_steps
-            self.lr_scheduler = build_scheduler(name, optimizer or self.optimizer, **kwargs)
-            self._created_lr_scheduler = True
-        return self.lr_scheduler

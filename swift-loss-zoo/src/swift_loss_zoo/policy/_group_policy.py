@@ -13,7 +13,11 @@ PPO's clipped surrogate, :meth:`GroupPolicyLoss.clipped_surrogate`) and its norm
   completions. Rows with no counted token are not units (TRL divides by the row count ``B``
   instead, so an all-padding row there dilutes the loss; here it does not).
 
-The KL penalty ``beta * k3`` is added to every per-token loss before the reduction, as in TRL.
+The KL penalty ``beta * k3`` is added to every per-token loss before the reduction, as in TRL. With
+``unbiased_kl=True`` it is ``beta * rho * k3``, the importance ratio ``rho`` kept differentiable
+(DeepSeek-V3.2, arXiv:2512.02556; TRL's ``use_bias_correction_kl``, on by default there): the value is
+unchanged on-policy (``rho = 1``), the gradient gains ``beta * k3 * grad log pi_theta``, which makes it the
+unbiased gradient of KL(pi_theta || pi_ref) for tokens sampled from pi_old.
 """
 
 from __future__ import annotations
@@ -92,9 +96,10 @@ class GroupPolicyLoss(BaseLoss):
     epsilon_high: float | None
     beta: float
     delta: float | None = None
+    unbiased_kl: bool = False
 
     def __init__(self, *, epsilon_low: float = 0.2, epsilon_high: float = 0.2, beta: float = 0.0,
-                 delta: float | None = None) -> None:
+                 delta: float | None = None, unbiased_kl: bool = False) -> None:
         """Validate and store the shared hyperparameters (GRPO's defaults); ``None`` turns a clipping
         bound off (for subclasses whose surrogate allows it)."""
         super().__init__()
@@ -112,6 +117,10 @@ class GroupPolicyLoss(BaseLoss):
                 raise ConfigError(message, key="delta", expected=expected, found=delta)
             delta = float(delta)
         self.delta = delta
+        if not isinstance(unbiased_kl, bool):
+            message = f"{name}: unbiased_kl must be a bool, got {unbiased_kl!r}"
+            raise ConfigError(message, key="unbiased_kl", expected="a bool", found=unbiased_kl)
+        self.unbiased_kl = unbiased_kl
 
     # ------------------------------------------------------------- subclass hooks
     def per_token_losses(self, batch: PolicyBatch) -> torch.Tensor:
@@ -129,8 +138,15 @@ class GroupPolicyLoss(BaseLoss):
         if batch.kl is not None:
             self.record_metrics(kl=masked_mean(batch.kl, batch.mask))
             if self.beta > 0:
-                per_token = per_token + self.beta * batch.kl
+                per_token = per_token + self.beta * self.kl_penalty(batch.kl, batch.log_ratio)
         return self.reduce_tokens(per_token, batch.mask)
+
+    def kl_penalty(self, kl: torch.Tensor, log_ratio: torch.Tensor) -> torch.Tensor:
+        """The per-token KL term before ``beta``: ``k3``, times the importance ratio with ``unbiased_kl``.
+
+        ``log_ratio`` broadcasts against ``kl`` (``[B, T]`` per token, ``[B, 1]`` for a sequence ratio).
+        """
+        return kl * importance_ratio(log_ratio) if self.unbiased_kl else kl
 
     def reduce_tokens(self, per_token: torch.Tensor, mask: torch.Tensor) -> UnitLosses:
         """Per-unit losses of the declared ``reduction_unit`` from ``[B, T]`` per-token losses."""

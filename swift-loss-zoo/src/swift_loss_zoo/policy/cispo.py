@@ -50,8 +50,9 @@ class CISPOLoss(GroupPolicyLoss):
         ),
     }
 
-    def __init__(self, *, epsilon_low: float | None = None, epsilon_high: float = 4.0, beta: float = 0.0) -> None:
-        super().__init__(epsilon_low=epsilon_low, epsilon_high=epsilon_high, beta=beta)
+    def __init__(self, *, epsilon_low: float | None = None, epsilon_high: float = 4.0, beta: float = 0.0,
+                 unbiased_kl: bool = False) -> None:
+        super().__init__(epsilon_low=epsilon_low, epsilon_high=epsilon_high, beta=beta, unbiased_kl=unbiased_kl)
 
     def per_token_losses(self, batch: PolicyBatch) -> torch.Tensor:
         ratio = importance_ratio(batch.log_ratio).detach()

@@ -38,5 +38,6 @@ class DAPOLoss(GroupPolicyLoss):
     reduction_unit = "token"
 
     def __init__(self, *, epsilon_low: float = 0.2, epsilon_high: float = 0.28, beta: float = 0.0,
-                 delta: float | None = None) -> None:
-        super().__init__(epsilon_low=epsilon_low, epsilon_high=epsilon_high, beta=beta, delta=delta)
+                 delta: float | None = None, unbiased_kl: bool = False) -> None:
+        super().__init__(epsilon_low=epsilon_low, epsilon_high=epsilon_high, beta=beta, delta=delta,
+                         unbiased_kl=unbiased_kl)

@@ -44,13 +44,14 @@ class DrGRPOLoss(GroupPolicyLoss):
     reduction_unit = "sequence"
 
     def __init__(self, *, max_completion_length: int, epsilon_low: float = 0.2, epsilon_high: float = 0.2,
-                 beta: float = 0.0, delta: float | None = None) -> None:
+                 beta: float = 0.0, delta: float | None = None, unbiased_kl: bool = False) -> None:
         if isinstance(max_completion_length, bool) or not isinstance(max_completion_length, int) \
                 or max_completion_length < 1:
             message = f"dr_grpo: max_completion_length must be an int >= 1, got {max_completion_length!r}"
             raise ConfigError(message, key="max_completion_length", expected="an int >= 1",
                               found=max_completion_length)
-        super().__init__(epsilon_low=epsilon_low, epsilon_high=epsilon_high, beta=beta, delta=delta)
+        super().__init__(epsilon_low=epsilon_low, epsilon_high=epsilon_high, beta=beta, delta=delta,
+                         unbiased_kl=unbiased_kl)
         self.max_completion_length = max_completion_length
 
     def sequence_denominator(self, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -34,6 +34,11 @@ class GRPOLoss(GroupPolicyLoss):
     the unclipped term uses :math:`\min(\rho, \delta)`, bounding the loss of tokens whose ratio is
     huge while their advantage is negative; must exceed ``1 + epsilon_high``.
 
+    ``unbiased_kl`` (default ``False``; every GRPO-family loss has it): the KL term becomes
+    :math:`\beta\,\rho_{i,t}\,\mathrm{k3}_{i,t}` with the ratio differentiable (DeepSeek-V3.2,
+    arXiv:2512.02556; TRL's ``use_bias_correction_kl``, ``True`` by default in TRL). Same value
+    on-policy, different gradient: :math:`+\beta\,\mathrm{k3}\,\nabla\log\pi_\theta`.
+
     Inputs: ``per_token_logps`` ``[B, T]`` (differentiable), ``old_per_token_logps`` ``[B, T]``
     (optional), ``ref_per_token_logps`` ``[B, T]`` (required when ``beta > 0``), ``advantages``
     ``[B]``, ``completion_mask`` ``[B, T]``. Metrics: ``ratio_mean``, ``clip_fraction_low``,

@@ -22,7 +22,8 @@ class GSPOLoss(GroupPolicyLoss):
     and :math:`\mathcal{L} = \frac{1}{N}\sum_i L_i`. Unit: a **sequence** (a completion with at least
     one counted token); the whole completion is kept or clipped together. The KL term (not in the
     paper) is averaged over the completion's tokens, as TRL does with ``importance_sampling_level=
-    "sequence"`` and the GRPO normalisation. The mean log-ratio is bounded at +-20 before ``exp``.
+    "sequence"`` and the GRPO normalisation; ``unbiased_kl`` multiplies it by :math:`s_i`, as TRL broadcasts
+    the sequence weight onto the per-token KL. The mean log-ratio is bounded at +-20 before ``exp``.
 
     Paper: Zheng et al., arXiv:2507.18071 (eq. 5-7); its clipping ranges are tiny because a sequence
     ratio is a geometric mean: ``epsilon_low=3e-4``, ``epsilon_high=4e-4`` (the defaults). ``beta=0.0``.
@@ -40,14 +41,16 @@ class GSPOLoss(GroupPolicyLoss):
     reference = "arXiv:2507.18071"
     reduction_unit = "sequence"
 
-    def __init__(self, *, epsilon_low: float = 3e-4, epsilon_high: float = 4e-4, beta: float = 0.0) -> None:
-        super().__init__(epsilon_low=epsilon_low, epsilon_high=epsilon_high, beta=beta)
+    def __init__(self, *, epsilon_low: float = 3e-4, epsilon_high: float = 4e-4, beta: float = 0.0,
+                 unbiased_kl: bool = False) -> None:
+        super().__init__(epsilon_low=epsilon_low, epsilon_high=epsilon_high, beta=beta, unbiased_kl=unbiased_kl)
 
     def per_unit_loss(self, inputs: dict[str, torch.Tensor]) -> UnitLosses:
         batch = prepare_policy_batch(self, inputs, need_reference=self.beta > 0)
         counted = batch.mask.any(-1)
         lengths = masked_count(batch.mask, -1).clamp(min=1).to(batch.logps.dtype)
-        ratio = importance_ratio(masked_sum(batch.log_ratio, batch.mask, -1) / lengths)
+        mean_log_ratio = masked_sum(batch.log_ratio, batch.mask, -1) / lengths
+        ratio = importance_ratio(mean_log_ratio)
         advantages = batch.advantages.squeeze(-1)
         low, high = 1.0 - self.epsilon_low, 1.0 + self.epsilon_high
         losses = -torch.minimum(ratio * advantages, torch.clamp(ratio, low, high) * advantages)
@@ -56,7 +59,8 @@ class GSPOLoss(GroupPolicyLoss):
         if batch.kl is not None:
             self.record_metrics(kl=masked_mean(batch.kl, batch.mask))
             if self.beta > 0:
-                losses = losses + self.beta * masked_sum(batch.kl, batch.mask, -1) / lengths
+                kl = self.kl_penalty(batch.kl, mean_log_ratio.unsqueeze(-1))  # the sequence ratio on every token
+                losses = losses + self.beta * masked_sum(kl, batch.mask, -1) / lengths
         return UnitLosses(losses, counted)
 
     def per_token_losses(self, batch: PolicyBatch) -> torch.Tensor:  # pragma: no cover - per_unit_loss overrides

@@ -40,10 +40,11 @@ class SAPOLoss(GroupPolicyLoss):
     reference = "arXiv:2511.20347"
     reduction_unit = "sequence"
 
-    def __init__(self, *, temperature_pos: float = 1.0, temperature_neg: float = 1.05, beta: float = 0.0) -> None:
+    def __init__(self, *, temperature_pos: float = 1.0, temperature_neg: float = 1.05, beta: float = 0.0,
+                 unbiased_kl: bool = False) -> None:
         temperature_pos = require_positive(self.name, "temperature_pos", temperature_pos)
         temperature_neg = require_positive(self.name, "temperature_neg", temperature_neg)
-        super().__init__(epsilon_low=None, epsilon_high=None, beta=beta)
+        super().__init__(epsilon_low=None, epsilon_high=None, beta=beta, unbiased_kl=unbiased_kl)
         self.temperature_pos, self.temperature_neg = temperature_pos, temperature_neg
 
     def per_token_losses(self, batch: PolicyBatch) -> torch.Tensor:
