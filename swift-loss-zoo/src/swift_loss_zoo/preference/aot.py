@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from swift_loss_zoo.preference._inputs import paired_inputs, with_options
 from swift_loss_zoo.preference._paired import LogRatios, PairedReferenceLoss, smoothed_logistic
 from swift_zoo.losses import require_in_range
 
@@ -16,8 +17,11 @@ class _RankMatchedLoss(PairedReferenceLoss):
         "micro-batch matches its pairs only within itself; the loss of a split batch differs by design"
     )
 
-    def __init__(self, *, beta: float = 0.1, label_smoothing: float = 0.0) -> None:
-        super().__init__(beta=beta)
+    # WPO weights are per pair; sorting matches pairs by rank, so a pair's weight has no rank to go to
+    inputs = with_options(paired_inputs(reference=True), wpo=False)
+
+    def __init__(self, *, beta: float = 0.1, label_smoothing: float = 0.0, ld_alpha: float | None = None) -> None:
+        super().__init__(beta=beta, ld_alpha=ld_alpha)
         self.label_smoothing = require_in_range(self.name, "label_smoothing", label_smoothing, 0.0, 0.5)
 
     def rank_differences(self, ratios: LogRatios) -> torch.Tensor:

@@ -47,8 +47,15 @@ class BcoPairLoss(PairedReferenceLoss):
     name = "bco_pair"
     reference = "arXiv:2404.04656"
 
-    def __init__(self, *, beta: float = 0.1, delta: float = 0.0) -> None:
-        super().__init__(beta=beta)
+    def __init__(
+        self,
+        *,
+        beta: float = 0.1,
+        delta: float = 0.0,
+        ld_alpha: float | None = None,
+        use_weighting: bool = False,
+    ) -> None:
+        super().__init__(beta=beta, ld_alpha=ld_alpha, use_weighting=use_weighting)
         self.delta = require_finite(self.name, "delta", delta)
 
     def pair_losses(self, ratios: LogRatios) -> torch.Tensor:

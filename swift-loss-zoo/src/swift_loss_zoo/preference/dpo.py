@@ -5,16 +5,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from swift_loss_zoo.preference._inputs import paired_inputs
-from swift_loss_zoo.preference._paired import (
-    LogRatios,
-    PairedReferenceLoss,
-    smoothed_logistic,
-)
+from swift_loss_zoo.preference._inputs import paired_inputs, with_options
+from swift_loss_zoo.preference._paired import FDivergencePairLoss, LogRatios, smoothed_logistic
 from swift_zoo.losses import require_in_range
 
 
-class DpoLoss(PairedReferenceLoss):
+class DpoLoss(FDivergencePairLoss):
     r"""Direct Preference Optimization: the logistic loss on the implicit reward margin.
 
     With summed completion log-probs, :math:`c_l = \log\pi(y_w) - \log\pi_{ref}(y_w)`,
@@ -52,15 +48,27 @@ class DpoLoss(PairedReferenceLoss):
     aliases = ("cdpo",)
     reference = "arXiv:2305.18290"
 
-    def __init__(self, *, beta: float = 0.1, label_smoothing: float = 0.0) -> None:
-        super().__init__(beta=beta)
+    def __init__(
+        self,
+        *,
+        beta: float = 0.1,
+        label_smoothing: float = 0.0,
+        ld_alpha: float | None = None,
+        use_weighting: bool = False,
+        f_divergence_type: str = "reverse_kl",
+        f_alpha_divergence_coef: float = 0.5,
+        f_alpha_divergence_convention: str = "trl",
+    ) -> None:
+        super().__init__(beta=beta, ld_alpha=ld_alpha, use_weighting=use_weighting, f_divergence_type=f_divergence_type,
+                         f_alpha_divergence_coef=f_alpha_divergence_coef,
+                         f_alpha_divergence_convention=f_alpha_divergence_convention)
         self.label_smoothing = require_in_range(self.name, "label_smoothing", label_smoothing, 0.0, 0.5)
 
     def pair_losses(self, ratios: LogRatios) -> torch.Tensor:
-        return smoothed_logistic(self.beta * ratios.margin, self.label_smoothing)
+        return smoothed_logistic(self.beta * ratios.score_margin, self.label_smoothing)
 
 
-class DpoNormLoss(PairedReferenceLoss):
+class DpoNormLoss(FDivergencePairLoss):
     r"""Length-normalised DPO: DPO on per-token average log-ratios.
 
     .. math::
@@ -89,8 +97,8 @@ class DpoNormLoss(PairedReferenceLoss):
     name = "dpo_norm"
     aliases = ("sigmoid_norm",)
     reference = "arXiv:2411.15124"
-    inputs = paired_inputs(reference=True, lengths=True)
+    inputs = with_options(paired_inputs(reference=True, lengths=True))
 
     def pair_losses(self, ratios: LogRatios) -> torch.Tensor:
-        chosen, rejected = ratios.averaged()
+        chosen, rejected = ratios.averaged_scores()
         return -F.logsigmoid(self.beta * (chosen - rejected))

@@ -7,11 +7,11 @@ import math
 import torch
 import torch.nn.functional as F
 
-from swift_loss_zoo.preference._paired import LogRatios, PairedReferenceLoss
+from swift_loss_zoo.preference._paired import FDivergencePairLoss, LogRatios
 from swift_zoo.losses import require_in_range
 
 
-class ExoPairLoss(PairedReferenceLoss):
+class ExoPairLoss(FDivergencePairLoss):
     r"""Efficient exact optimization (EXO) for pairwise preferences.
 
     With :math:`z = \beta\Delta` (:math:`\Delta` the DPO margin of summed log-ratios), the policy's
@@ -45,14 +45,26 @@ class ExoPairLoss(PairedReferenceLoss):
     aliases = ("exo",)
     reference = "arXiv:2402.00856"
 
-    def __init__(self, *, beta: float = 0.1, label_smoothing: float = 1e-3) -> None:
-        super().__init__(beta=beta)
+    def __init__(
+        self,
+        *,
+        beta: float = 0.1,
+        label_smoothing: float = 1e-3,
+        ld_alpha: float | None = None,
+        use_weighting: bool = False,
+        f_divergence_type: str = "reverse_kl",
+        f_alpha_divergence_coef: float = 0.5,
+        f_alpha_divergence_convention: str = "trl",
+    ) -> None:
+        super().__init__(beta=beta, ld_alpha=ld_alpha, use_weighting=use_weighting, f_divergence_type=f_divergence_type,
+                         f_alpha_divergence_coef=f_alpha_divergence_coef,
+                         f_alpha_divergence_convention=f_alpha_divergence_convention)
         self.label_smoothing = require_in_range(
             self.name, "label_smoothing", label_smoothing, 0.0, 1.0, low_inclusive=False, high_inclusive=False
         )
 
     def pair_losses(self, ratios: LogRatios) -> torch.Tensor:
-        z = self.beta * ratios.margin
+        z = self.beta * ratios.score_margin
         eps = self.label_smoothing
         chosen = torch.sigmoid(z) * (F.logsigmoid(z) - math.log1p(-eps))
         rejected = torch.sigmoid(-z) * (F.logsigmoid(-z) - math.log(eps))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from swift_loss_zoo.preference._paired import LogRatios, PairedReferenceLoss
+from swift_loss_zoo.preference._paired import FDivergencePairLoss, LogRatios
 
 
-class HingeLoss(PairedReferenceLoss):
+class HingeLoss(FDivergencePairLoss):
     r"""Hinge (SLiC) loss on the DPO margin.
 
     .. math::
@@ -35,4 +35,4 @@ class HingeLoss(PairedReferenceLoss):
     reference = "arXiv:2305.10425"
 
     def pair_losses(self, ratios: LogRatios) -> torch.Tensor:
-        return torch.relu(1.0 - self.beta * ratios.margin)
+        return torch.relu(1.0 - self.beta * ratios.score_margin)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from swift_loss_zoo.preference._inputs import paired_inputs
-from swift_loss_zoo.preference._paired import LogRatios, PairedReferenceLoss
+from swift_loss_zoo.preference._inputs import paired_inputs, with_options
+from swift_loss_zoo.preference._paired import FDivergencePairLoss, LogRatios
 
 
-class IpoLoss(PairedReferenceLoss):
+class IpoLoss(FDivergencePairLoss):
     r"""Identity Preference Optimization: regress the margin to :math:`1/(2\tau)`.
 
     .. math::
@@ -35,8 +35,8 @@ class IpoLoss(PairedReferenceLoss):
 
     name = "ipo"
     reference = "arXiv:2310.12036"
-    inputs = paired_inputs(reference=True, lengths=True)
+    inputs = with_options(paired_inputs(reference=True, lengths=True))
 
     def pair_losses(self, ratios: LogRatios) -> torch.Tensor:
-        chosen, rejected = ratios.averaged()
+        chosen, rejected = ratios.averaged_scores()
         return (chosen - rejected - 0.5 / self.beta).square()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from swift_loss_zoo.preference._inputs import paired_inputs
+from swift_loss_zoo.preference._inputs import paired_inputs, with_options
 from swift_loss_zoo.preference._paired import LogRatios, PairedReferenceLoss
 from swift_zoo.losses import require_non_negative
 
@@ -41,10 +41,17 @@ class RpoLoss(PairedReferenceLoss):
 
     name = "rpo"
     reference = "arXiv:2404.19733"
-    inputs = paired_inputs(reference=True, lengths=True, rejected_lengths=False)
+    inputs = with_options(paired_inputs(reference=True, lengths=True, rejected_lengths=False))
 
-    def __init__(self, *, beta: float = 0.1, alpha: float = 1.0) -> None:
-        super().__init__(beta=beta)
+    def __init__(
+        self,
+        *,
+        beta: float = 0.1,
+        alpha: float = 1.0,
+        ld_alpha: float | None = None,
+        use_weighting: bool = False,
+    ) -> None:
+        super().__init__(beta=beta, ld_alpha=ld_alpha, use_weighting=use_weighting)
         self.alpha = require_non_negative(self.name, "alpha", alpha)
 
     def pair_losses(self, ratios: LogRatios) -> torch.Tensor:
