@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from swift_loss_zoo._equivalents import call, flags, ms_swift, trl
 from swift_loss_zoo.distill._divergence import LogitDivergenceLoss
 from swift_loss_zoo.distill.kl import kl_divergence
 from swift_zoo.losses import require_in_range
@@ -47,6 +48,13 @@ class GeneralizedJSDLoss(LogitDivergenceLoss):
     name = "generalized_jsd"
     aliases = ("gkd", "jsd")
     reference = "arXiv:2306.13649"
+    equivalents = (
+        trl(call("GKDTrainer.generalized_jsd_loss", beta=0.5), settings="labels given: 'batchmean' is the token mean"),
+        trl(call("GKDTrainer.generalized_jsd_loss", beta=0.3, temperature=2.0),
+            {"beta": 0.3, "temperature": 2.0}),
+        trl(call("GKDTrainer.generalized_jsd_loss", beta=0.5, reduction="sum"), {"reduction": "sum"}),
+        ms_swift(flags(rlhf_type="gkd", beta=0.5), settings="gkd_loss: the summed JSD over the local valid tokens"),
+    )
 
     def __init__(self, *, beta: float = 0.5, temperature: float = 1.0, ignore_index: int = -100,
                  reduction: str = "token_mean") -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from swift_loss_zoo._equivalents import call, flags, ms_swift, trl, verl
 from swift_loss_zoo.distill._divergence import LogitDivergenceLoss
 from swift_zoo import LossExample, LossInputError, TensorInput, UnitLosses
 from swift_zoo.losses import require_choice
@@ -67,6 +68,16 @@ class ForwardKLTopKLoss(LogitDivergenceLoss):
 
     name = "forward_kl_topk"
     reference = "arXiv:2306.13649"
+    equivalents = (
+        verl(call("DistillationLossConfig", loss_mode="forward_kl_topk"), {"normalization": "none"},
+             settings="compute_forward_kl_topk then the loss's clamp_min(0)"),
+        trl(call("ServerDistillationConfig", loss_top_k=3, loss_add_tail=True), {"normalization": "tail"},
+            settings="ServerDistillationTrainer._compute_server_forward_kl_loss (beta=0)"),
+        trl(call("ServerDistillationConfig", loss_top_k=3, loss_add_tail=False), {"normalization": "renormalize"},
+            settings="ServerDistillationTrainer._compute_server_forward_kl_loss (beta=0)"),
+        ms_swift(flags(rlhf_type="gkd", beta=0, gkd_logits_topk=3), {"normalization": "renormalize"},
+                 settings="at temperature 1: ms-swift divides the teacher's top-k log-probs by the temperature too"),
+    )
     inputs = (
         TensorInput("student_logits", ("B", "T", "V"), differentiable=True, masked_by="labels", mask_shift=1,
                     doc="next-token logits of the student"),

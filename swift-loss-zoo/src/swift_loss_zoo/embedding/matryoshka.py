@@ -9,6 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from swift_loss_zoo._equivalents import flags, ms_swift
 from swift_zoo import BaseLoss, ConfigError, LossExample, LossInputError, build_loss, get_loss
 
 _OWNER = "matryoshka"
@@ -123,6 +124,11 @@ class MatryoshkaLoss(BaseLoss):
     name = "matryoshka"
     aliases = ("mrl",)
     reference = "arXiv:2205.13147"
+    equivalents = (
+        ms_swift(flags(task_type="embedding", loss_type="infonce", mrl_dims="'{\"64\": 1.0, \"32\": 1.0}'"),
+                 {"loss": "infonce", "dims": {64: 1.0, 32: 1.0}},
+                 differs="ms-swift skips a dim larger than the embedding with a warning; the zoo raises"),
+    )
     reduction_unit = "query"
 
     def __init__(self, *, loss: str | dict[str, Any], dims: list[int] | dict[int, float],

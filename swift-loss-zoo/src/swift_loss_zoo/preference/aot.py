@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from swift_loss_zoo._equivalents import dpo_family
 from swift_loss_zoo.preference._inputs import paired_inputs, with_options
 from swift_loss_zoo.preference._paired import LogRatios, PairedReferenceLoss, smoothed_logistic
 from swift_zoo.losses import require_in_range
@@ -68,6 +69,7 @@ class AotLoss(_RankMatchedLoss):
 
     name = "aot"
     reference = "arXiv:2406.05882"
+    equivalents = dpo_family("aot", swift_flags={})
 
     def rank_differences(self, ratios: LogRatios) -> torch.Tensor:
         policy_margins = ratios.policy_chosen - ratios.policy_rejected
@@ -108,6 +110,7 @@ class AotUnpairedLoss(_RankMatchedLoss):
     name = "aot_unpaired"
     aliases = ("aot_pair",)
     reference = "arXiv:2406.05882"
+    equivalents = dpo_family("aot_unpaired", swift_flags={})
 
     def rank_differences(self, ratios: LogRatios) -> torch.Tensor:
         return torch.sort(ratios.chosen, dim=0).values - torch.sort(ratios.rejected, dim=0).values

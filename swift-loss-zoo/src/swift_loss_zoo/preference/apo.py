@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from swift_loss_zoo._equivalents import dpo_family
 from swift_loss_zoo.preference._paired import LogRatios, PairedReferenceLoss
 
 
@@ -34,6 +35,7 @@ class ApoZeroLoss(PairedReferenceLoss):
 
     name = "apo_zero"
     reference = "arXiv:2408.06266"
+    equivalents = dpo_family("apo_zero", swift_flags={}, liger_kwargs={})
 
     def pair_losses(self, ratios: LogRatios) -> torch.Tensor:
         return torch.sigmoid(-self.beta * ratios.chosen) + torch.sigmoid(self.beta * ratios.rejected)
@@ -64,6 +66,7 @@ class ApoDownLoss(PairedReferenceLoss):
 
     name = "apo_down"
     reference = "arXiv:2408.06266"
+    equivalents = dpo_family("apo_down", swift_flags={}, liger_kwargs={})
 
     def pair_losses(self, ratios: LogRatios) -> torch.Tensor:
         return torch.sigmoid(self.beta * ratios.chosen) + torch.sigmoid(-self.beta * ratios.margin)

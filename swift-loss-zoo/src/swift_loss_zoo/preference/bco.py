@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from swift_loss_zoo._equivalents import dpo_family
 from swift_loss_zoo.preference._paired import LogRatios, PairedReferenceLoss
 from swift_zoo.losses import require_finite
 
@@ -46,6 +47,10 @@ class BcoPairLoss(PairedReferenceLoss):
 
     name = "bco_pair"
     reference = "arXiv:2404.04656"
+    equivalents = dpo_family(
+        "bco_pair", swift_flags={}, liger_kwargs={},
+        swift_differs="ms-swift (as TRL <= 0.28) subtracts a running mean delta of the detached rewards, updated "
+                      "inside the loss before use; the zoo's delta is a fixed hyperparameter (0: TRL 1.x)")
 
     def __init__(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from swift_loss_zoo._equivalents import dpo_family
 from swift_loss_zoo.preference._paired import FDivergencePairLoss, LogRatios
 from swift_zoo.losses import require_in_range
 
@@ -43,6 +44,7 @@ class DiscoPopLoss(FDivergencePairLoss):
     name = "discopop"
     aliases = ("lrml",)
     reference = "arXiv:2406.08414"
+    equivalents = dpo_family("discopop", swift_flags={}, liger_kwargs={})
 
     def __init__(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from swift_loss_zoo._equivalents import call, dpo_family, flags, ms_swift, trl
 from swift_loss_zoo.preference._inputs import paired_inputs, with_options
 from swift_loss_zoo.preference._paired import FDivergencePairLoss, LogRatios, smoothed_logistic
 from swift_zoo.losses import require_in_range
@@ -47,6 +48,38 @@ class DpoLoss(FDivergencePairLoss):
     name = "dpo"
     aliases = ("cdpo",)
     reference = "arXiv:2305.18290"
+    equivalents = (
+        *dpo_family("sigmoid", swift_flags={}, liger_kwargs={}),
+        trl(call("DPOConfig", loss_type="sigmoid", f_divergence_type="alpha_divergence", f_alpha_divergence_coef=0.3),
+            {"f_divergence_type": "alpha_divergence", "f_alpha_divergence_coef": 0.3}),
+        trl(call("DPOConfig", loss_type="sigmoid", f_divergence_type="js_divergence"),
+            {"f_divergence_type": "js_divergence"}),
+        trl(call("DPOConfig", loss_type="sigmoid", f_divergence_type="forward_kl"),
+            {"f_divergence_type": "forward_kl"}),
+        trl(call("DPOConfig", loss_type="sigmoid", ld_alpha=0.5), {"ld_alpha": 0.5},
+            settings="the zoo reads the tail sums (ld_tail_logps) of policy and reference"),
+        trl(call("DPOConfig", loss_type="sigmoid", use_weighting=True), {"use_weighting": True},
+            settings="the zoo reads the summed log sum_v p_v^2 (sequence_log_sum_sq_probs)"),
+        trl(call("DPOConfig", loss_type="sigmoid", label_smoothing=0.1), {"label_smoothing": 0.1},
+            differs="TRL 1.x ignores label_smoothing for 'sigmoid' (it moved cDPO smoothing to 'robust'); the zoo's "
+                    "dpo keeps the cDPO smoothing of TRL <= 0.28 and ms-swift"),
+        ms_swift(flags(rlhf_type="dpo", loss_type="sigmoid", label_smoothing=0.1), {"label_smoothing": 0.1},
+                 settings="cDPO smoothing"),
+        ms_swift(flags(rlhf_type="dpo", loss_type="sigmoid", f_divergence_type="alpha_divergence",
+                       f_alpha_divergence_coef=0.3),
+                 {"f_divergence_type": "alpha_divergence", "f_alpha_divergence_coef": 0.3,
+                  "f_alpha_divergence_convention": "trl_legacy"},
+                 settings="ms-swift's coefficient a is TRL 1.x's 1 - alpha"),
+        ms_swift(flags(rlhf_type="dpo", loss_type="sigmoid", f_divergence_type="js_divergence"),
+                 {"f_divergence_type": "js_divergence"}),
+        ms_swift(flags(rlhf_type="dpo", loss_type="sigmoid", f_divergence_type="forward_kl"),
+                 {"f_divergence_type": "forward_kl"},
+                 differs="ms-swift's dpo_loss implements only alpha_divergence and js_divergence: forward_kl "
+                         "silently trains the reverse KL (plain DPO)"),
+        ms_swift(flags(rlhf_type="dpo", loss_type="sigmoid", ld_alpha=0.5), {"ld_alpha": 0.5},
+                 differs="ms-swift (as TRL <= 0.28) down-weights only the policy's tail log-probs; TRL 1.x and the "
+                         "zoo also the reference's"),
+    )
 
     def __init__(
         self,
@@ -97,6 +130,12 @@ class DpoNormLoss(FDivergencePairLoss):
     name = "dpo_norm"
     aliases = ("sigmoid_norm",)
     reference = "arXiv:2411.15124"
+    equivalents = (
+        *dpo_family("sigmoid_norm"),
+        trl(call("DPOConfig", loss_type="sigmoid_norm", f_divergence_type="alpha_divergence",
+                 f_alpha_divergence_coef=0.3),
+            {"f_divergence_type": "alpha_divergence", "f_alpha_divergence_coef": 0.3}),
+    )
     inputs = with_options(paired_inputs(reference=True, lengths=True))
 
     def pair_losses(self, ratios: LogRatios) -> torch.Tensor:

@@ -7,6 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from swift_loss_zoo._equivalents import dpo_family
 from swift_loss_zoo.preference._paired import FDivergencePairLoss, LogRatios
 from swift_zoo.losses import require_in_range
 
@@ -44,6 +45,8 @@ class ExoPairLoss(FDivergencePairLoss):
     name = "exo_pair"
     aliases = ("exo",)
     reference = "arXiv:2402.00856"
+    equivalents = dpo_family("exo_pair", {"label_smoothing": 1e-3}, trl_kwargs={"label_smoothing": 1e-3},
+                             swift_flags={"label_smoothing": 1e-3}, liger_kwargs={"label_smoothing": 1e-3})
 
     def __init__(
         self,

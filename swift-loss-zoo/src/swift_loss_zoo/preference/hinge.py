@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from swift_loss_zoo._equivalents import dpo_family
 from swift_loss_zoo.preference._paired import FDivergencePairLoss, LogRatios
 
 
@@ -33,6 +34,7 @@ class HingeLoss(FDivergencePairLoss):
     name = "hinge"
     aliases = ("slic",)
     reference = "arXiv:2305.10425"
+    equivalents = dpo_family("hinge", swift_flags={}, liger_kwargs={})
 
     def pair_losses(self, ratios: LogRatios) -> torch.Tensor:
         return torch.relu(1.0 - self.beta * ratios.score_margin)

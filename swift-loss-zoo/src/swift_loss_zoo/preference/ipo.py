@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from swift_loss_zoo._equivalents import call, dpo_family, flags, ms_swift, trl
 from swift_loss_zoo.preference._inputs import paired_inputs, with_options
 from swift_loss_zoo.preference._paired import FDivergencePairLoss, LogRatios
 
@@ -35,6 +36,15 @@ class IpoLoss(FDivergencePairLoss):
 
     name = "ipo"
     reference = "arXiv:2310.12036"
+    equivalents = (
+        *dpo_family("ipo", swift_flags={}),
+        trl(call("DPOConfig", loss_type="ipo", f_divergence_type="js_divergence"),
+            {"f_divergence_type": "js_divergence"}),
+        ms_swift(flags(rlhf_type="dpo", loss_type="ipo", f_divergence_type="js_divergence"),
+                 {"f_divergence_type": "js_divergence"},
+                 differs="ms-swift applies the f-divergence to the length-averaged log-ratios; TRL 1.x and the zoo "
+                         "average the f-scores of the summed log-ratios"),
+    )
     inputs = with_options(paired_inputs(reference=True, lengths=True))
 
     def pair_losses(self, ratios: LogRatios) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from swift_loss_zoo._equivalents import dpo_family
 from swift_loss_zoo.preference._paired import LogRatios, PairedReferenceLoss
 
 
@@ -38,6 +39,7 @@ class NcaPairLoss(PairedReferenceLoss):
     name = "nca_pair"
     aliases = ("nca",)
     reference = "arXiv:2402.05369"
+    equivalents = dpo_family("nca_pair", swift_flags={}, liger_kwargs={})
 
     def pair_losses(self, ratios: LogRatios) -> torch.Tensor:
         chosen = self.beta * ratios.chosen

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from swift_loss_zoo._equivalents import dpo_family
 from swift_loss_zoo.preference._paired import FDivergencePairLoss, LogRatios
 from swift_zoo.losses import require_in_range
 
@@ -40,6 +41,8 @@ class RobustDpoLoss(FDivergencePairLoss):
     name = "robust_dpo"
     aliases = ("rdpo",)
     reference = "arXiv:2403.00409"
+    equivalents = dpo_family("robust", {"label_smoothing": 0.1}, trl_kwargs={"label_smoothing": 0.1},
+                             swift_flags={"label_smoothing": 0.1}, liger_kwargs={"label_smoothing": 0.1})
 
     def __init__(
         self,

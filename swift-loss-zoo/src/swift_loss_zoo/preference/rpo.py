@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from swift_loss_zoo._equivalents import call, flags, ms_swift, trl
 from swift_loss_zoo.preference._inputs import paired_inputs, with_options
 from swift_loss_zoo.preference._paired import LogRatios, PairedReferenceLoss
 from swift_zoo.losses import require_non_negative
@@ -41,6 +42,15 @@ class RpoLoss(PairedReferenceLoss):
 
     name = "rpo"
     reference = "arXiv:2404.19733"
+    equivalents = (
+        trl(call("DPOConfig", loss_type=["sigmoid", "sft"], loss_weights=[1.0, 1.0]), {"alpha": 1.0},
+            differs="TRL takes the NLL as one token mean over the batch's chosen tokens, rpo per pair (equal when "
+                    "the chosen lengths are equal); weighted_sum of dpo and sft is TRL's form exactly"),
+        ms_swift(flags(rlhf_type="dpo", loss_type="sigmoid", rpo_alpha=1.0), {"alpha": 1.0},
+                 differs="ms-swift adds rpo_alpha times one token mean over the batch's chosen tokens, rpo a per-pair "
+                         "token mean (equal when the chosen lengths are equal); weighted_sum of dpo and sft is "
+                         "ms-swift's form exactly"),
+    )
     inputs = with_options(paired_inputs(reference=True, lengths=True, rejected_lengths=False))
 
     def __init__(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from swift_loss_zoo._equivalents import call, flags, ms_swift, trl
 from swift_loss_zoo.preference._inputs import paired_example
 from swift_zoo import BaseLoss, LossExample, TensorInput, UnitLosses
 from swift_zoo.ops import upcast
@@ -57,6 +58,11 @@ class SftLoss(BaseLoss):
 
     name = "sft"
     reference = "arXiv:2411.10442"
+    equivalents = (
+        trl(call("DPOConfig", loss_type="sft")),
+        ms_swift(flags(rlhf_type="dpo", loss_type="sft"),
+                 settings="the nll_loss of DPOTrainer.concatenated_forward (chosen completion tokens)"),
+    )
     reduction_unit = "token"
     inputs = (
         TensorInput("policy_chosen_logps", ("B",), differentiable=True, doc="summed log p(chosen) under the policy"),

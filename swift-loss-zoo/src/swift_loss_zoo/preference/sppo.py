@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from swift_loss_zoo._equivalents import dpo_family
 from swift_loss_zoo.preference._paired import LogRatios, PairedReferenceLoss
 
 
@@ -35,6 +36,7 @@ class SppoHardLoss(PairedReferenceLoss):
 
     name = "sppo_hard"
     reference = "arXiv:2405.00675"
+    equivalents = dpo_family("sppo_hard", swift_flags={}, liger_kwargs={})
 
     def pair_losses(self, ratios: LogRatios) -> torch.Tensor:
         half = 0.5 / self.beta

@@ -7,6 +7,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
+from swift_loss_zoo._equivalents import call, flags, ms_swift, trl
 from swift_loss_zoo.preference._inputs import paired_inputs
 from swift_loss_zoo.reference_free._pairwise import ReferenceFreePairLoss, pair_logps
 from swift_zoo import TensorInput, UnitLosses
@@ -93,6 +94,15 @@ class ORPOLoss(ReferenceFreePairLoss):
 
     name = "orpo"
     reference = "arXiv:2403.07691"
+    equivalents = (
+        trl(call("ORPOConfig", beta=0.1), {"nll_convention": "trl"},
+            settings="the zoo reads the chosen rows' prompt log-probs and counts"),
+        trl(call("ORPOConfig", beta=0.1),
+            differs="the default nll_convention='pair' takes the NLL per pair over the chosen completion; TRL one "
+                    "token mean over the prompt and completion tokens of the batch's chosen rows"),
+        ms_swift(flags(rlhf_type="orpo", beta=0.1), {"nll_convention": "ms_swift"},
+                 settings="TRL 0.29's ORPOTrainer with the completion labels as NLL targets"),
+    )
     inputs = paired_inputs(reference=False, lengths=True) + PROMPT_INPUTS
 
     def __init__(self, *, beta: float = 0.1, nll_weight: float = 1.0, nll_convention: str = "pair") -> None:
