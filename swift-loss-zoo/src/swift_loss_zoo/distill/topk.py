@@ -7,7 +7,7 @@ import torch
 from swift_loss_zoo._equivalents import call, flags, ms_swift, trl, verl
 from swift_loss_zoo.distill._divergence import LogitDivergenceLoss
 from swift_zoo import LossExample, LossInputError, TensorInput, UnitLosses
-from swift_zoo.losses import require_choice
+from swift_zoo.losses import require_choice, require_finite, require_positive
 from swift_zoo.ops import upcast
 
 NORMALIZATIONS = ("none", "renormalize", "tail")
@@ -53,7 +53,12 @@ class ForwardKLTopKLoss(LogitDivergenceLoss):
     ``--gkd_logits_topk``; TRL ``experimental.server_distillation``. Paper: GKD, Agarwal et al.,
     arXiv:2306.13649 (the forward-KL objective).
 
-    Defaults: ``normalization="none"``, ``temperature=1.0``, ``ignore_index=-100``.
+    Clamps (verl's ``DistillationLossConfig``, whose defaults are -10 and 10; off here by default):
+    ``log_prob_min_clamp`` floors :math:`t_k` and :math:`s_k` before the divergence, ``loss_max_clamp`` caps
+    each token's loss at that value (and floors it at minus that value).
+
+    Defaults: ``normalization="none"``, ``temperature=1.0``, ``log_prob_min_clamp=None``,
+    ``loss_max_clamp=None``, ``ignore_index=-100``.
 
     Inputs: ``student_logits`` ``[B, T, V]`` (differentiable), ``teacher_topk_logps`` ``[B, T, K]``,
     ``teacher_topk_indices`` ``[B, T, K]`` (int, in ``[0, V)`` at counted positions), ``labels`` ``[B, T]``.
@@ -69,8 +74,14 @@ class ForwardKLTopKLoss(LogitDivergenceLoss):
     name = "forward_kl_topk"
     reference = "arXiv:2306.13649"
     equivalents = (
-        verl(call("DistillationLossConfig", loss_mode="forward_kl_topk"), {"normalization": "none"},
-             settings="compute_forward_kl_topk then the loss's clamp_min(0)"),
+        verl(call("DistillationLossConfig", loss_mode="forward_kl_topk", use_policy_gradient=False),
+             {"normalization": "none", "log_prob_min_clamp": -10.0, "loss_max_clamp": 10.0},
+             settings="fsdp compute_forward_kl_topk, then the clamp_min(0) of the forward_kl_topk loss and "
+                      "distillation_loss's loss_max_clamp"),
+        verl(call("DistillationLossConfig", loss_mode="forward_kl_topk", use_policy_gradient=False,
+                  log_prob_min_clamp=None, loss_max_clamp=None),
+             {"normalization": "none"},
+             settings="fsdp compute_forward_kl_topk, then the clamp_min(0) of the forward_kl_topk loss"),
         trl(call("ServerDistillationConfig", loss_top_k=3, loss_add_tail=True), {"normalization": "tail"},
             settings="ServerDistillationTrainer._compute_server_forward_kl_loss (beta=0)"),
         trl(call("ServerDistillationConfig", loss_top_k=3, loss_add_tail=False), {"normalization": "renormalize"},
@@ -89,10 +100,22 @@ class ForwardKLTopKLoss(LogitDivergenceLoss):
                     doc="token ids, -100 where nothing is distilled (only the mask is used)"),
     )
 
-    def __init__(self, *, normalization: str = "none", temperature: float = 1.0, ignore_index: int = -100) -> None:
+    def __init__(
+        self,
+        *,
+        normalization: str = "none",
+        temperature: float = 1.0,
+        log_prob_min_clamp: float | None = None,
+        loss_max_clamp: float | None = None,
+        ignore_index: int = -100,
+    ) -> None:
         super().__init__()
         self.normalization = require_choice(self.name, "normalization", normalization, NORMALIZATIONS)
         self.configure_temperature(temperature, ignore_index)
+        self.log_prob_min_clamp = (None if log_prob_min_clamp is None
+                                   else require_finite(self.name, "log_prob_min_clamp", log_prob_min_clamp))
+        self.loss_max_clamp = (None if loss_max_clamp is None
+                               else require_positive(self.name, "loss_max_clamp", loss_max_clamp))
 
     def per_unit_loss(self, inputs: dict[str, torch.Tensor]) -> UnitLosses:
         keep = self.counted_positions(inputs["labels"])
@@ -108,6 +131,10 @@ class ForwardKLTopKLoss(LogitDivergenceLoss):
         teacher = upcast(inputs["teacher_topk_logps"][keep]).to(student.dtype)
         student_topk = student.gather(-1, indices.to(student.device))
         valid = teacher > -torch.inf
+        if self.log_prob_min_clamp is not None:
+            floor = self.log_prob_min_clamp
+            student_topk = student_topk.clamp(min=floor)
+            teacher = torch.where(valid, teacher.clamp(min=floor), teacher)
         covered = valid.any(-1)
         losses = torch.zeros(student.shape[0], dtype=student.dtype, device=student.device)
         if bool(covered.any()):
@@ -119,6 +146,8 @@ class ForwardKLTopKLoss(LogitDivergenceLoss):
             student_mass = torch.where(valid, student_topk.exp(), zero).sum(-1)
             count = max(int(keep.sum()), 1)
             self.record_metrics(teacher_mass=teacher_mass.sum() / count, student_mass=student_mass.sum() / count)
+        if self.loss_max_clamp is not None:
+            losses = losses.clamp(min=-self.loss_max_clamp, max=self.loss_max_clamp)
         return UnitLosses(losses)
 
     def _divergence(self, teacher: torch.Tensor, student: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
