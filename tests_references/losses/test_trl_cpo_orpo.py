@@ -21,11 +21,11 @@ import torch
 pytest.importorskip("trl", reason="TRL is not installed (the references nox session installs trl==1.16.0)")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
-from _declared import Accelerator, StubModel, assert_close, build_zoo, declared, namespace, parse_call, record_id  # noqa: E402
-from trl.experimental.cpo import CPOConfig, CPOTrainer  # noqa: E402
-from trl.experimental.orpo import ORPOConfig, ORPOTrainer  # noqa: E402
+from _declared import Accelerator, StubModel, assert_close, build_zoo, declared, namespace, parse_call, record_id
+from trl.experimental.cpo import CPOConfig, CPOTrainer
+from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-from swift_zoo.ops import sequence_logps  # noqa: E402
+from swift_zoo.ops import sequence_logps
 
 RECORDS = declared("trl", "CPOConfig(") + declared("trl", "ORPOConfig(")
 PAIRS, WIDTH, VOCAB = 4, 10, 11
