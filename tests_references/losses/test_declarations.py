@@ -8,8 +8,7 @@ by ``test_ms_swift_dpo`` where ms-swift is installed (its DPO family) and docume
 from __future__ import annotations
 
 import pytest
-
-from _declared import declared, record_id
+from _loss_equivalences import declared, record_id
 
 DRIVEN = {
     "trl": ("DPOConfig(", "CPOConfig(", "ORPOConfig(", "KTOConfig(", "RewardConfig(",

@@ -20,7 +20,7 @@ import warnings
 
 import pytest
 import torch
-from _declared import assert_close, build_zoo, declared, parse_call, record_id
+from _loss_equivalences import assert_close, build_zoo, declared, parse_call, record_id
 
 BATCH, WIDTH, VOCAB, TOPK = 3, 7, 13, 3
 GKD = declared("trl", "GKDTrainer.generalized_jsd_loss(")

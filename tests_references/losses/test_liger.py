@@ -14,7 +14,7 @@ import inspect
 
 import pytest
 import torch
-from _declared import assert_close, build_zoo, declared, parse_call, record_id
+from _loss_equivalences import assert_close, build_zoo, declared, parse_call, record_id
 
 pytest.importorskip("liger_kernel", reason="liger-kernel is not installed (the references nox session installs "
                                            "liger-kernel==0.8.5 with --no-deps)")

@@ -23,7 +23,7 @@ import torch
 pytest.importorskip("swift.rlhf_trainers", reason="ms-swift is not installed (it pins trl<1.0 and cannot share the "
                                                   "references venv with trl==1.16.0)")
 
-from _declared import Accelerator, StubModel, assert_close, build_zoo, declared, parse_flags, record_id
+from _loss_equivalences import Accelerator, StubModel, assert_close, build_zoo, declared, parse_flags, record_id
 from swift.rlhf_trainers.arguments import DPOConfig
 from swift.rlhf_trainers.dpo_trainer import DPOTrainer
 

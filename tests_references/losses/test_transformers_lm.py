@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _declared import ATOL32, RTOL32, assert_close, build_zoo, declared, parse_call, record_id
+from _loss_equivalences import ATOL32, RTOL32, assert_close, build_zoo, declared, parse_call, record_id
 
 RECORDS = declared("transformers", "ForCausalLMLoss(")
 

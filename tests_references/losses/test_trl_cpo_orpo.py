@@ -21,7 +21,16 @@ import torch
 pytest.importorskip("trl", reason="TRL is not installed (the references nox session installs trl==1.16.0)")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
-from _declared import Accelerator, StubModel, assert_close, build_zoo, declared, namespace, parse_call, record_id
+from _loss_equivalences import (
+    Accelerator,
+    StubModel,
+    assert_close,
+    build_zoo,
+    declared,
+    namespace,
+    parse_call,
+    record_id,
+)
 from trl.experimental.cpo import CPOConfig, CPOTrainer
 from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 

@@ -2,7 +2,7 @@
 
 TRL computes the DPO family inside ``DPOTrainer._compute_loss(model, inputs, return_outputs)``, from the
 per-token log-probs its fused LM head returns. The comparison drives that method on a trainer made without
-``__init__`` (see ``_declared``): ``args`` is the real ``DPOConfig`` built from the declared spelling, the
+``__init__`` (see ``_loss_equivalences``): ``args`` is the real ``DPOConfig`` built from the declared spelling, the
 attributes ``__init__`` would copy from it are copied the same way, and the policy / reference models are
 stubs returning fixed per-token log-probs (zero outside the completion, as the fused head returns them).
 The zoo loss gets the per-sequence currency computed from the same tensors (sums, token counts, LD-DPO tail
@@ -19,7 +19,16 @@ import torch
 
 trl = pytest.importorskip("trl", reason="TRL is not installed (the references nox session installs trl==1.16.0)")
 
-from _declared import Accelerator, StubModel, assert_close, build_zoo, declared, namespace, parse_call, record_id  # noqa: E402
+from _loss_equivalences import (  # noqa: E402
+    Accelerator,
+    StubModel,
+    assert_close,
+    build_zoo,
+    declared,
+    namespace,
+    parse_call,
+    record_id,
+)
 from trl import DPOConfig, DPOTrainer  # noqa: E402
 
 from swift_loss_zoo.preference import ld_tail_logps  # noqa: E402

@@ -17,7 +17,16 @@ import torch
 
 pytest.importorskip("trl", reason="TRL is not installed (the references nox session installs trl==1.16.0)")
 
-from _declared import Accelerator, StubModel, assert_close, build_zoo, declared, namespace, parse_call, record_id
+from _loss_equivalences import (
+    Accelerator,
+    StubModel,
+    assert_close,
+    build_zoo,
+    declared,
+    namespace,
+    parse_call,
+    record_id,
+)
 from trl import KTOConfig, KTOTrainer, RewardConfig, RewardTrainer
 
 KTO_RECORDS = declared("trl", "KTOConfig(")
