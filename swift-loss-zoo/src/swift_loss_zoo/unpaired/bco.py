@@ -56,7 +56,7 @@ class BCOLoss(UnpairedLoss):
     name = "bco"
     reference = "arXiv:2404.04656"
     equivalents = (
-        trl("BCOTrainer (removed)", differs="TRL 1.x removed BCOTrainer (PR #7136; TRL <= 0.29 has it in "
+        trl("BCOTrainer, removed in TRL 1.x", differs="TRL 1.x removed BCOTrainer (PR #7136; TRL <= 0.29 has it in "
                                            "trl.experimental.bco); the pairwise form survives as DPOConfig(loss_type="
                                            "'bco_pair'), the zoo's bco_pair"),
     )
