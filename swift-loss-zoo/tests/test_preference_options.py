@@ -21,15 +21,15 @@ def log_sig(x: float) -> float:
     return -math.log1p(math.exp(-x)) if x >= 0 else x - math.log1p(math.exp(x))
 
 
-def score(kind: str, l: float, alpha: float = 0.5) -> float:
-    """f'(e^l) up to a constant (Wang et al., arXiv:2309.16240, Table 1)."""
+def score(kind: str, log_ratio: float, alpha: float = 0.5) -> float:
+    """f'(e^log_ratio) up to a constant (Wang et al., arXiv:2309.16240, Table 1)."""
     if kind == "reverse_kl":
-        return l
+        return log_ratio
     if kind == "forward_kl":
-        return 1.0 - math.exp(-l)
+        return 1.0 - math.exp(-log_ratio)
     if kind == "js_divergence":
-        return math.log(2.0) + log_sig(l)
-    return (math.exp((alpha - 1.0) * l) - 1.0) / (alpha - 1.0)
+        return math.log(2.0) + log_sig(log_ratio)
+    return (math.exp((alpha - 1.0) * log_ratio) - 1.0) / (alpha - 1.0)
 
 
 def pairs_of(outputs: dict[str, torch.Tensor]) -> list[dict[str, float]]:
