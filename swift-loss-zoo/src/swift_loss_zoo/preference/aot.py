@@ -55,6 +55,8 @@ class AotLoss(_RankMatchedLoss):
     Paper: Melnyk et al., "Distributional Preference Alignment of LLMs via Optimal Transport",
     arXiv:2406.05882. TRL ``loss_type="aot"``.
 
+    Options: ``ld_alpha``, as :class:`~swift_loss_zoo.preference.DpoLoss` (defaults: off).
+
     Defaults: ``beta=0.1``, ``label_smoothing=0.0`` (in ``[0, 0.5]``).
 
     Inputs: ``policy_chosen_logps``, ``policy_rejected_logps`` ``[B]`` (differentiable),
@@ -94,6 +96,8 @@ class AotUnpairedLoss(_RankMatchedLoss):
 
     Paper: Melnyk et al., arXiv:2406.05882. TRL 1.x ``loss_type="aot_unpaired"`` (TRL <= 0.28
     called it ``aot_pair``).
+
+    Options: ``ld_alpha``, as :class:`~swift_loss_zoo.preference.DpoLoss` (defaults: off).
 
     Defaults: ``beta=0.1``, ``label_smoothing=0.0`` (in ``[0, 0.5]``).
 

@@ -21,6 +21,8 @@ class ApoZeroLoss(PairedReferenceLoss):
     Paper: D'Oosterlinck et al., "Anchored Preference Optimization and Contrastive Revisions",
     arXiv:2408.06266 (Eq. 7). TRL ``loss_type="apo_zero"``.
 
+    Options: ``ld_alpha``, ``use_weighting``, as :class:`~swift_loss_zoo.preference.DpoLoss` (defaults: off).
+
     Defaults: ``beta=0.1``.
 
     Inputs: ``policy_chosen_logps``, ``policy_rejected_logps`` ``[B]`` (differentiable),
@@ -51,6 +53,8 @@ class ApoDownLoss(PairedReferenceLoss):
     the model's own outputs are better than the chosen completions.
 
     Paper: D'Oosterlinck et al., arXiv:2408.06266 (Eq. 8). TRL ``loss_type="apo_down"``.
+
+    Options: ``ld_alpha``, ``use_weighting``, as :class:`~swift_loss_zoo.preference.DpoLoss` (defaults: off).
 
     Defaults: ``beta=0.1``.
 

@@ -31,6 +31,8 @@ class BcoPairLoss(PairedReferenceLoss):
     Paper: Jung et al., "Binary Classifier Optimization for Large Language Model Alignment",
     arXiv:2404.04656. TRL ``loss_type="bco_pair"``.
 
+    Options: ``ld_alpha``, ``use_weighting``, as :class:`~swift_loss_zoo.preference.DpoLoss` (defaults: off).
+
     Defaults: ``beta=0.1``, ``delta=0.0`` (any finite float).
 
     Inputs: ``policy_chosen_logps``, ``policy_rejected_logps`` ``[B]`` (differentiable),

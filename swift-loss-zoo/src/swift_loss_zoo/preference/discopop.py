@@ -29,6 +29,9 @@ class DiscoPopLoss(FDivergencePairLoss):
     Language Models", arXiv:2406.08414 (Eq. 5). TRL ``loss_type="discopop"``
     (``discopop_tau``).
 
+    Options: ``f_divergence_type`` / ``f_alpha_divergence_coef`` / ``f_alpha_divergence_convention``,
+    ``ld_alpha``, ``use_weighting``, as :class:`~swift_loss_zoo.preference.DpoLoss` (defaults: off).
+
     Defaults: ``beta=0.1``, ``tau=0.05``.
 
     Inputs: ``policy_chosen_logps``, ``policy_rejected_logps`` ``[B]`` (differentiable),

@@ -29,20 +29,39 @@ class DpoLoss(FDivergencePairLoss):
     preferences" (2023). TRL ``DPOConfig(loss_type="sigmoid")`` (TRL <= 0.28 and ms-swift keep
     the smoothing; TRL 1.x moved it to ``robust``).
 
-    Defaults: ``beta=0.1``, ``label_smoothing=0.0`` (in ``[0, 0.5]``).
+    **Options** of the whole DPO family (TRL 1.x's ``DPOConfig`` fields, so they are kwargs of each loss,
+    not new names: TRL combines them with any ``loss_type``):
+
+    * ``f_divergence_type`` (f-DPO, arXiv:2309.16240): :math:`\Delta` becomes :math:`s(c_l) - s(r_l)`
+      with :math:`s(l) = 1 - e^{-l}` (``forward_kl``), :math:`\log 2 + \log\sigma(l)` (``js_divergence``)
+      or :math:`(e^{(\alpha-1)l} - 1)/(\alpha - 1)` (``alpha_divergence``, :math:`\alpha` =
+      ``f_alpha_divergence_coef``; ``f_alpha_divergence_convention="trl_legacy"`` reads it as TRL <= 0.28's
+      and ms-swift's :math:`a = 1 - \alpha`); exponents clamped at 80;
+    * ``ld_alpha`` (LD-DPO, arXiv:2409.06411): every summed log-prob, policy and reference, becomes
+      :math:`\log\pi(y) - (1 - \alpha_{LD})\,\mathrm{tail}(y)`, the tail being the tokens past the pair's
+      common length (inputs ``*_tail_logps``, from :func:`~swift_loss_zoo.preference.ld_tail_logps`);
+    * ``use_weighting`` (WPO, arXiv:2406.11827): the pair's loss times the detached
+      :math:`w(y_w)\,w(y_l)`, :math:`w(y) = \exp(\frac1n\sum_t \log\pi(y_t) - \log\sum_v\pi(v)^2)`
+      (inputs ``policy_*_log_sum_sq_probs`` and the lengths, from
+      :func:`~swift_loss_zoo.preference.sequence_log_sum_sq_probs`).
+
+    Defaults: ``beta=0.1``, ``label_smoothing=0.0`` (in ``[0, 0.5]``), ``f_divergence_type="reverse_kl"``,
+    ``f_alpha_divergence_coef=0.5``, ``f_alpha_divergence_convention="trl"``, ``ld_alpha=None``,
+    ``use_weighting=False``.
 
     Inputs: ``policy_chosen_logps``, ``policy_rejected_logps`` ``[B]`` (differentiable),
     ``reference_chosen_logps``, ``reference_rejected_logps`` ``[B]``, all summed over the
-    completion tokens.
+    completion tokens; the options' inputs when they are on.
 
     Metrics: ``rewards/chosen``, ``rewards/rejected``, ``rewards/margins``, ``rewards/accuracies``,
-    ``logps/chosen``, ``logps/rejected``.
+    ``logps/chosen``, ``logps/rejected`` (and ``weights/mean`` with WPO).
 
     .. code-block:: yaml
 
         training_args:
           loss_type: dpo
-          loss_kwargs: {beta: 0.1, label_smoothing: 0.0}
+          loss_kwargs: {beta: 0.1, label_smoothing: 0.0, f_divergence_type: alpha_divergence,
+                        f_alpha_divergence_coef: 0.5, ld_alpha: 0.5, use_weighting: false}
     """
 
     name = "dpo"
@@ -113,6 +132,9 @@ class DpoNormLoss(FDivergencePairLoss):
 
     Paper: Tülu 3 (Lambert et al.), arXiv:2411.15124, length-normalised DPO. TRL 1.x
     ``DPOConfig(loss_type="sigmoid_norm")``.
+
+    Options: ``f_divergence_type`` / ``f_alpha_divergence_coef`` / ``f_alpha_divergence_convention``,
+    ``ld_alpha``, ``use_weighting``, as :class:`~swift_loss_zoo.preference.DpoLoss` (defaults: off).
 
     Defaults: ``beta=0.1`` (Tülu 3 used a much larger ``beta``, e.g. 5, since per-token
     log-ratios are small).

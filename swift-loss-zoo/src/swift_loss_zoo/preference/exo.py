@@ -29,6 +29,9 @@ class ExoPairLoss(FDivergencePairLoss):
     Paper: Ji et al., "Towards Efficient Exact Optimization of Language Model Alignment",
     arXiv:2402.00856 (Eq. 16, K = 2). TRL ``loss_type="exo_pair"``.
 
+    Options: ``f_divergence_type`` / ``f_alpha_divergence_coef`` / ``f_alpha_divergence_convention``,
+    ``ld_alpha``, ``use_weighting``, as :class:`~swift_loss_zoo.preference.DpoLoss` (defaults: off).
+
     Defaults: ``beta=0.1``, ``label_smoothing=1e-3`` (in ``(0, 1)``; TRL <= 0.28 silently replaces
     0 by 1e-3, TRL 1.x raises, so does this loss).
 

@@ -19,6 +19,9 @@ class HingeLoss(FDivergencePairLoss):
 
     Paper: Zhao et al., SLiC-HF, arXiv:2305.10425. TRL ``loss_type="hinge"``.
 
+    Options: ``f_divergence_type`` / ``f_alpha_divergence_coef`` / ``f_alpha_divergence_convention``,
+    ``ld_alpha``, ``use_weighting``, as :class:`~swift_loss_zoo.preference.DpoLoss` (defaults: off).
+
     Defaults: ``beta=0.1``.
 
     Inputs: ``policy_chosen_logps``, ``policy_rejected_logps`` ``[B]`` (differentiable),

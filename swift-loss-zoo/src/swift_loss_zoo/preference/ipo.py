@@ -23,6 +23,9 @@ class IpoLoss(FDivergencePairLoss):
     Paper: Azar et al., "A General Theoretical Paradigm to Understand Learning from Human
     Preferences", arXiv:2310.12036 (Eq. 17). TRL ``loss_type="ipo"``.
 
+    Options: ``f_divergence_type`` / ``f_alpha_divergence_coef`` / ``f_alpha_divergence_convention``,
+    ``ld_alpha``, ``use_weighting``, as :class:`~swift_loss_zoo.preference.DpoLoss` (defaults: off).
+
     Defaults: ``beta=0.1`` (plays :math:`\tau`; target margin :math:`1/(2\tau) = 5` nats per token).
 
     Inputs: the four summed log-probs ``[B]`` plus ``chosen_lengths``, ``rejected_lengths`` ``[B]`` (int).

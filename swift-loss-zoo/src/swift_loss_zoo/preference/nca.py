@@ -24,6 +24,8 @@ class NcaPairLoss(PairedReferenceLoss):
     Paper: Chen et al., "Noise Contrastive Alignment of Language Models with Explicit Rewards",
     arXiv:2402.05369. TRL ``loss_type="nca_pair"``.
 
+    Options: ``ld_alpha``, ``use_weighting``, as :class:`~swift_loss_zoo.preference.DpoLoss` (defaults: off).
+
     Defaults: ``beta=0.1``.
 
     Inputs: ``policy_chosen_logps``, ``policy_rejected_logps`` ``[B]`` (differentiable),

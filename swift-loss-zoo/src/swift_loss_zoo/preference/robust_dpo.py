@@ -26,6 +26,9 @@ class RobustDpoLoss(FDivergencePairLoss):
 
     Paper: Chowdhury et al., "Provably Robust DPO", arXiv:2403.00409. TRL ``loss_type="robust"``.
 
+    Options: ``f_divergence_type`` / ``f_alpha_divergence_coef`` / ``f_alpha_divergence_convention``,
+    ``ld_alpha``, ``use_weighting``, as :class:`~swift_loss_zoo.preference.DpoLoss` (defaults: off).
+
     Defaults: ``beta=0.1``, ``label_smoothing=0.0`` (in ``[0, 0.5)``; the paper uses e.g. 0.1).
 
     Inputs: ``policy_chosen_logps``, ``policy_rejected_logps`` ``[B]`` (differentiable),

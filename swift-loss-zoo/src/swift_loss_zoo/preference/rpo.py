@@ -27,6 +27,8 @@ class RpoLoss(PairedReferenceLoss):
 
     Paper: Pang et al., arXiv:2404.19733. TRL <= 0.28 / ms-swift ``rpo_alpha``.
 
+    Options: ``ld_alpha``, ``use_weighting``, as :class:`~swift_loss_zoo.preference.DpoLoss` (defaults: off).
+
     Defaults: ``beta=0.1``, ``alpha=1.0`` (>= 0).
 
     Inputs: the four summed log-probs ``[B]`` plus ``chosen_lengths`` ``[B]`` (int).

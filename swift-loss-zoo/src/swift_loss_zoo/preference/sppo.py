@@ -22,6 +22,8 @@ class SppoHardLoss(PairedReferenceLoss):
     Paper: Wu et al., "Self-Play Preference Optimization for Language Model Alignment",
     arXiv:2405.00675. TRL ``loss_type="sppo_hard"``.
 
+    Options: ``ld_alpha``, ``use_weighting``, as :class:`~swift_loss_zoo.preference.DpoLoss` (defaults: off).
+
     Defaults: ``beta=0.1``.
 
     Inputs: ``policy_chosen_logps``, ``policy_rejected_logps`` ``[B]`` (differentiable),
