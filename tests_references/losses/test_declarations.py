@@ -12,7 +12,7 @@ from _loss_equivalences import declared, record_id
 
 DRIVEN = {
     "trl": ("DPOConfig(", "CPOConfig(", "ORPOConfig(", "KTOConfig(", "RewardConfig(",
-            "GKDTrainer.generalized_jsd_loss(", "ServerDistillationConfig("),
+            "GKDTrainer.generalized_jsd_loss(", "ServerDistillationConfig(", "SFTConfig("),
     "liger": ("LigerFusedLinearDPOLoss(", "LigerFusedLinearSimPOLoss("),
     "verl": ("DistillationLossConfig(",),
     "transformers": ("ForCausalLMLoss(",),
