@@ -13,7 +13,8 @@ from _loss_equivalences import declared, record_id
 DRIVEN = {
     "trl": ("DPOConfig(", "CPOConfig(", "ORPOConfig(", "KTOConfig(", "RewardConfig(",
             "GKDTrainer.generalized_jsd_loss(", "ServerDistillationConfig(", "SFTConfig("),
-    "liger": ("LigerFusedLinearDPOLoss(", "LigerFusedLinearSimPOLoss("),
+    "liger": ("LigerFusedLinearDPOLoss(", "LigerFusedLinearSimPOLoss(", "LigerFusedLinearCPOLoss(",
+              "LigerFusedLinearORPOLoss(", "LigerFusedLinearJSDLoss("),
     "verl": ("DistillationLossConfig(",),
     "transformers": ("ForCausalLMLoss(",),
 }

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from swift_loss_zoo._equivalents import call, flags, ms_swift, trl
+from swift_loss_zoo._equivalents import call, flags, liger, ms_swift, trl
 from swift_loss_zoo.distill._divergence import LogitDivergenceLoss
 from swift_loss_zoo.distill.kl import kl_divergence
 from swift_zoo.losses import require_in_range
@@ -54,6 +54,8 @@ class GeneralizedJSDLoss(LogitDivergenceLoss):
             {"beta": 0.3, "temperature": 2.0}),
         trl(call("GKDTrainer.generalized_jsd_loss", beta=0.5, reduction="sum"), {"reduction": "sum"}),
         ms_swift(flags(rlhf_type="gkd", beta=0.5), settings="gkd_loss: the summed JSD over the local valid tokens"),
+        liger(call("LigerFusedLinearJSDLoss", weight_hard_loss=0.0, weight_soft_loss=1.0, beta=0.5, temperature=2.0),
+              {"temperature": 2.0}, settings="the soft loss over the valid tokens of the batch"),
     )
 
     def __init__(self, *, beta: float = 0.5, temperature: float = 1.0, ignore_index: int = -100,

@@ -7,7 +7,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from swift_loss_zoo._equivalents import call, flags, ms_swift, trl
+from swift_loss_zoo._equivalents import call, flags, liger, ms_swift, trl
 from swift_loss_zoo.preference._inputs import paired_inputs
 from swift_loss_zoo.reference_free._pairwise import ReferenceFreePairLoss, pair_logps
 from swift_zoo import TensorInput, UnitLosses
@@ -102,6 +102,9 @@ class ORPOLoss(ReferenceFreePairLoss):
                     "token mean over the prompt and completion tokens of the batch's chosen rows"),
         ms_swift(flags(rlhf_type="orpo", beta=0.1), {"nll_convention": "ms_swift"},
                  settings="TRL 0.29's ORPOTrainer with the completion labels as NLL targets"),
+        liger(call("LigerFusedLinearORPOLoss", compute_nll_loss=False), {"nll_weight": 0.0},
+              settings="the odds-ratio term; Liger's NLL (compute_nll_loss=True) is a token mean over the chosen "
+                       "completion tokens of the batch, i.e. nll_convention='ms_swift'"),
     )
     inputs = paired_inputs(reference=False, lengths=True) + PROMPT_INPUTS
 
