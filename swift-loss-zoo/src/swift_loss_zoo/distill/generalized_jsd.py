@@ -53,7 +53,9 @@ class GeneralizedJSDLoss(LogitDivergenceLoss):
         trl(call("GKDTrainer.generalized_jsd_loss", beta=0.3, temperature=2.0),
             {"beta": 0.3, "temperature": 2.0}),
         trl(call("GKDTrainer.generalized_jsd_loss", beta=0.5, reduction="sum"), {"reduction": "sum"}),
-        ms_swift(flags(rlhf_type="gkd", beta=0.5), settings="gkd_loss: the summed JSD over the local valid tokens"),
+        ms_swift(flags(rlhf_type="gkd", beta=0.5), {"temperature": 0.9},
+                 settings="gkd_loss: the summed JSD over the local valid tokens, divided by their count; ms-swift's "
+                          "--temperature (default 0.9, also the sampling temperature) softens both distributions"),
         liger(call("LigerFusedLinearJSDLoss", weight_hard_loss=0.0, weight_soft_loss=1.0, beta=0.5, temperature=2.0),
               {"temperature": 2.0}, settings="the soft loss over the valid tokens of the batch"),
     )

@@ -86,8 +86,9 @@ class ForwardKLTopKLoss(LogitDivergenceLoss):
             settings="ServerDistillationTrainer._compute_server_forward_kl_loss (beta=0)"),
         trl(call("ServerDistillationConfig", loss_top_k=3, loss_add_tail=False), {"normalization": "renormalize"},
             settings="ServerDistillationTrainer._compute_server_forward_kl_loss (beta=0)"),
-        ms_swift(flags(rlhf_type="gkd", beta=0, gkd_logits_topk=3), {"normalization": "renormalize"},
-                 settings="at temperature 1: ms-swift divides the teacher's top-k log-probs by the temperature too"),
+        ms_swift(flags(rlhf_type="gkd", beta=0, gkd_logits_topk=3, temperature=1.0), {"normalization": "renormalize"},
+                 settings="at temperature 1: ms-swift also divides the teacher's top-k log-probs by --temperature "
+                          "(default 0.9), the zoo takes them as given"),
     )
     inputs = (
         TensorInput("student_logits", ("B", "T", "V"), differentiable=True, masked_by="labels", mask_shift=1,
