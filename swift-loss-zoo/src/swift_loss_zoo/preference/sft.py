@@ -38,7 +38,9 @@ class SftLoss(BaseLoss):
               - {type: bco_pair, weight: 0.2}
               - {type: sft, weight: 1.0}
 
-    (each term normalised by its own unit: pairs for the first two, tokens here -- as TRL does). It
+    (each term normalised by its own unit: pairs for the first two, tokens here -- as TRL does). With
+    TRL's ``use_weighting=True`` the sft term is also multiplied, by the batch mean of the WPO pair weights;
+    ``sft`` takes no weighting, so only the preference terms of such a mix match TRL. It
     reads neither the reference nor the rejected completion. ms-swift's ``--loss_type sft`` (and its
     ``rpo_alpha`` NLL) is the same token mean. TRL <= 0.28's classic ``sft`` used ``F.cross_entropy`` with
     masked labels set to 0, which also ignores real occurrences of token id 0 (see ``equivalents``).
