@@ -80,6 +80,24 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def equal_in(cls: type) -> str:
+    """The libraries a loss declares itself equal to (``BaseLoss.equivalents``), for the summary table."""
+    libraries = sorted({record.library for record in getattr(cls, "equivalents", ()) if record.equal})
+    return ", ".join(libraries) or "—"
+
+
+def describe_equivalence(record: Any) -> str:
+    """One list item: the library's spelling, the zoo kwargs that give it, and equal / where it differs."""
+    text = f"{record.library} `{record.name}`"
+    if record.versions:
+        text += f" ({record.versions})"
+    if record.zoo_kwargs:
+        text += " with `" + ", ".join(f"{k}={v!r}" for k, v in record.zoo_kwargs.items()) + "`"
+    if record.settings:
+        text += f"; {record.settings}"
+    return text + (f" — **differs**: {record.differs}" if record.differs else " — **equal**")
+
+
 def _summary(entry: Any, cls: type) -> str:
     if entry.spec.summary:
         return entry.spec.summary
@@ -116,13 +134,19 @@ def render() -> str:
         "when given and the local count of units otherwise. Input shapes use symbols (`B` = batch). "
         "The formulas, defaults and their sources are in each class's docstring (`swift-zoo info <name>`).",
         "",
-        "| name | family | unit | reference | summary |",
-        "| --- | --- | --- | --- | --- |",
+        "**Equivalents**: each loss lists the names in TRL, ms-swift, verl, Liger and transformers it equals "
+        "(with the zoo kwargs that give it) and where it differs, and why. The `references` nox session "
+        "compares every equal TRL, verl, Liger and transformers record numerically, values and gradients, "
+        "against the library's own code (`tests_references/losses`); ms-swift's DPO-family records are compared "
+        "where ms-swift is installed (it pins trl<1.0), its other records are read from its source.",
+        "",
+        "| name | family | unit | equal in | reference | summary |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for family in sorted(by_family):
         for entry, cls in by_family[family]:
             lines.append(
-                f"| [`{entry.name}`](#{entry.name}) | {family} | {unit_of(cls)} | "
+                f"| [`{entry.name}`](#{entry.name}) | {family} | {unit_of(cls)} | {equal_in(cls)} | "
                 f"{link_reference(entry.spec.reference or cls.reference)} | {_cell(_summary(entry, cls))} |"
             )
     for family in sorted(by_family):
@@ -153,6 +177,10 @@ def _render_loss(entry: Any, cls: type) -> list[str]:
             lines.append(f"  - `{spec.describe()}` ({where}){doc}")
     else:
         lines.append("- **inputs**: declared per instance (see the class docstring)")
+    records = getattr(cls, "equivalents", ())
+    if records:
+        lines.append("- **equivalents**:")
+        lines += [f"  - {describe_equivalence(record)}" for record in records]
     return lines
 
 

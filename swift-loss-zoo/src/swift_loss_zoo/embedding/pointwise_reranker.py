@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from swift_loss_zoo._equivalents import flags, ms_swift
 from swift_zoo import BaseLoss, LossExample, TensorInput, UnitLosses
 from swift_zoo.ops import upcast
 
@@ -36,6 +37,7 @@ class PointwiseRerankerLoss(BaseLoss):
     name = "pointwise_reranker"
     aliases = ("reranker",)
     reference = "arXiv:1901.04085"
+    equivalents = (ms_swift(flags(task_type="reranker", loss_type="pointwise_reranker")),)
     reduction_unit = "sample"
     inputs = (
         TensorInput("logits", ("B",), differentiable=True, doc="relevance logit of each (query, document)"),

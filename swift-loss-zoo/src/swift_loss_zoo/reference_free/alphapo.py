@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from swift_loss_zoo._equivalents import call, trl
 from swift_loss_zoo.reference_free._pairwise import PairLogps
 from swift_loss_zoo.reference_free.simpo import SimPOLoss
 from swift_zoo.losses import require_finite
@@ -58,6 +59,9 @@ class AlphaPOLoss(SimPOLoss):
 
     name = "alphapo"
     reference = "arXiv:2501.03884"
+    equivalents = (
+        trl(call("CPOConfig", loss_type="simpo", alpha=0.25, beta=2.0, simpo_gamma=1.0, cpo_alpha=0.0)),
+    )
 
     def __init__(
         self,
