@@ -326,10 +326,10 @@ def test_beta_needs_the_reference_logps():
 
 @pytest.mark.parametrize(("name", "kwargs", "key", "expected"), [
     ("grpo", {"epsilon_low": 1.5}, "epsilon_low", "in (0.0, 1.0)"),
-    ("dapo", {"epsilon_high": -0.1}, "epsilon_high", "a number > 0"),
-    ("bnpo", {"beta": -0.01}, "beta", "a number >= 0"),
+    ("dapo", {"epsilon_high": -0.1}, "epsilon_high", "> 0"),
+    ("bnpo", {"beta": -0.01}, "beta", ">= 0"),
     ("gspo", {"epsilon_low": 0.0}, "epsilon_low", "in (0.0, 1.0)"),
-    ("sapo", {"temperature_neg": 0.0}, "temperature_neg", "a number > 0"),
+    ("sapo", {"temperature_neg": 0.0}, "temperature_neg", "> 0"),
     ("dr_grpo", {"max_completion_length": 0}, "max_completion_length", "an int >= 1"),
     ("cispo", {"epsilon_high": float("nan")}, "epsilon_high", "a finite number > 0"),
     ("dapo", {"delta": 1.2}, "delta", "None or a float > 1 + epsilon_high = 1.28"),

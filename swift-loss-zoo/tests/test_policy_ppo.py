@@ -120,9 +120,9 @@ def test_ppo_micro_batch_split_is_exact():
 
 @pytest.mark.parametrize(("kwargs", "key", "expected"), [
     ({"epsilon_low": 1.0}, "epsilon_low", "in (0.0, 1.0)"),
-    ({"cliprange_value": 0.0}, "cliprange_value", "a number > 0"),
-    ({"vf_coef": -1.0}, "vf_coef", "a number >= 0"),
-    ({"entropy_coef": -0.1}, "entropy_coef", "a number >= 0"),
+    ({"cliprange_value": 0.0}, "cliprange_value", "> 0"),
+    ({"vf_coef": -1.0}, "vf_coef", ">= 0"),
+    ({"entropy_coef": -0.1}, "entropy_coef", ">= 0"),
 ])
 def test_ppo_bad_hyperparameters(kwargs, key, expected):
     with pytest.raises(ConfigError) as info:
