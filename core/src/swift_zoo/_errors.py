@@ -34,9 +34,9 @@ class SwiftZooError(Exception):
     """Base class of every error raised by swift zoo."""
 
 
-def close_matches(name: str, possibilities: Iterable[str], n: int = 3) -> list[str]:
-    """The up-to-``n`` names of ``possibilities`` closest to ``name`` (difflib, cutoff 0.6)."""
-    return difflib.get_close_matches(name, sorted(set(possibilities)), n=n, cutoff=0.6)
+def close_matches(name: str, possibilities: Iterable[str], n: int = 3, *, cutoff: float = 0.6) -> list[str]:
+    """The up-to-``n`` names of ``possibilities`` closest to ``name`` (difflib similarity >= ``cutoff``)."""
+    return difflib.get_close_matches(name, sorted(set(possibilities)), n=n, cutoff=cutoff)
 
 
 class UnknownNameError(SwiftZooError, KeyError):

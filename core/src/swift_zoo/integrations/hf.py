@@ -30,9 +30,17 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-import transformers
 
-from swift_zoo._config import build_loss, build_optimizer, build_scheduler, load_config
+try:
+    import transformers
+except ModuleNotFoundError as exc:  # the optional extra is not installed
+    message = (
+        f"swift_zoo.integrations.hf needs transformers and accelerate ({exc.name!r} is not installed): "
+        'pip install -c constraints.txt "swift-zoo-core[hf]" (or ./core[hf] from a clone)'
+    )
+    raise ModuleNotFoundError(message, name=exc.name) from exc
+
+from swift_zoo._config import build_loss, build_optimizer, build_scheduler, check_training_args, load_config
 from swift_zoo._errors import ConfigError
 
 
@@ -67,6 +75,7 @@ class ZooTrainer(transformers.Trainer):
                  zoo_loss: torch.nn.Module | None = None, **kwargs: Any) -> None:
         config = load_config(zoo_config) if zoo_config is not None else {}
         self.zoo_config = dict(config.get("training_args", config))
+        check_training_args(self.zoo_config)  # a typo such as loss_kwarg is an error, not the defaults
         if zoo_loss is None and self.zoo_config.get("loss_type"):
             zoo_loss = build_loss(self.zoo_config["loss_type"], **(self.zoo_config.get("loss_kwargs") or {}))
         if zoo_loss is not None and kwargs.get("compute_loss_func") is not None:
