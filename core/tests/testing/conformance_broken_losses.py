@@ -157,6 +157,17 @@ class LeakyMaskLoss(TokenLoss):
         return UnitLosses(losses + leak, keep)
 
 
+class UnguardedMaskLoss(TokenLoss):
+    """Skips BaseLoss.forward (as a composite that overrides it might) and takes log_softmax of every row:
+    NaN logits at ignored positions reach their gradient (0 incoming gradient times NaN)."""
+
+    name = "unguarded_mask_loss"
+
+    def forward(self, model_outputs, labels=None, *, num_items_in_batch=None):
+        inputs = self.validate(model_outputs, labels)
+        return self.reduce(self.per_unit_loss(inputs), self._check_num_items(num_items_in_batch))
+
+
 class NoUpcastLoss(TokenLoss):
     """Softmax via exp in the input dtype, no max subtraction, no upcast: overflows in bf16/fp16."""
 

@@ -21,6 +21,7 @@ from conformance_broken_losses import (
     RandomLoss,
     SequenceMaskLoss,
     TokenLoss,
+    UnguardedMaskLoss,
     UnmaskedLoss,
     VectorLoss,
     VersionBumpLoss,
@@ -47,6 +48,8 @@ BROKEN = [
     (WrongCountLoss, "check_microbatch_split", ["count_units disagrees", "num_items_in_batch=20"]),
     (LeakyMaskLoss, "check_masking", ["expected the loss unchanged", "ignored position(s) of model_outputs['logits']",
                                       "leak"]),
+    (UnguardedMaskLoss, "check_masking", ["expected zero gradient at the 49 ignored position(s) of model_outputs['logits'] "
+                                          "set to NaN, found max |grad| nan there"]),
     (NoUpcastLoss, "check_low_precision", ["expected a finite loss for bfloat16 inputs (differentiable inputs x100)",
                                            "found nan"]),
     (NaiveExpLoss, "check_extreme_inputs", ["differentiable inputs scaled x10000", "found nan"]),
@@ -74,7 +77,7 @@ def test_each_check_fails_on_a_loss_broken_its_way(cls, check_name, fragments):
 
 
 @pytest.mark.parametrize("cls", [VectorLoss, DetachedLoss, ArgmaxLoss, WrongBackwardLoss, RandomLoss, MutatingLoss,
-                                 LocalMeanLoss, LeakyMaskLoss, NoUpcastLoss, NaiveExpLoss, OrderLoss, KwargsLoss])
+                                 LocalMeanLoss, LeakyMaskLoss, UnguardedMaskLoss, NoUpcastLoss, NaiveExpLoss, OrderLoss, KwargsLoss])
 def test_the_unbroken_parent_passes_the_same_check(cls):
     # the failures above come from the defect, not from the harness
     for check_name in (name for broken, name, _ in BROKEN if broken is cls):

@@ -24,6 +24,7 @@ from swift_zoo._config import build_loss
 from swift_zoo._errors import ConfigError, ConformanceError
 from swift_zoo._specs import _NAME_RE
 from swift_zoo.losses import REDUCTION_UNITS, BaseLoss, LossExample, TensorInput
+from swift_zoo.losses._masking import ignored_positions
 from swift_zoo.testing._report import CheckSkipped
 from swift_zoo.testing._subject import loss_instance
 from swift_zoo.testing._tensors import (
@@ -520,33 +521,15 @@ def _count_units(check: str, loss: BaseLoss, example: LossExample) -> int | torc
 
 def _ignored_positions(loss: BaseLoss, spec: TensorInput, example: LossExample) -> torch.Tensor | None:
     """Bool tensor (shape of ``spec``'s data) of the positions its ``masked_by`` mask declares ignored."""
-    data = get_input(example, spec.key)
-    mask = get_input(example, spec.masked_by)
-    if data is None or mask is None or not data.is_floating_point():
-        return None
-    mask_spec = _spec_by_key(loss).get(spec.masked_by)
-    if mask_spec is not None and mask_spec.role == "labels":
-        ignored = mask == getattr(loss, "ignore_index", -100)
-    else:
-        ignored = mask == 0
-    if spec.mask_shift:
-        length = ignored.shape[-1]
-        shifted = torch.ones_like(ignored)
-        s = spec.mask_shift
-        if s > 0 and s < length:
-            shifted[..., : length - s] = ignored[..., s:]
-        elif s < 0 and -s < length:
-            shifted[..., -s:] = ignored[..., : length + s]
-        ignored = shifted
-    ignored = ignored.to(data.device)
-    while ignored.dim() < data.dim():
-        ignored = ignored.unsqueeze(-1)
-    return ignored.expand_as(data)
+    inputs = {key: value for key, value in tensors_of(example).items()}
+    ignored = ignored_positions(spec, _spec_by_key(loss), inputs, getattr(loss, "ignore_index", -100))
+    return None if ignored is None else ignored.expand_as(inputs[spec.key])
 
 
 @runs_single_threaded
 def check_masking(loss: Any) -> str:
-    """Large values at positions a mask declares ignored change neither the loss nor other gradients."""
+    """Large values, then NaN, at positions a mask declares ignored change neither the loss nor the gradients:
+    exactly 0 at those positions, finite and unchanged elsewhere."""
     name = "check_masking"
     loss = loss_instance(loss)
     masked = [spec for spec in loss.inputs if spec.masked_by]
@@ -565,45 +548,57 @@ def check_masking(loss: Any) -> str:
         )
         raise _fail(name, loss, message)
     generator = torch.Generator().manual_seed(1)
-    perturbed_values = {}
+    noise_values, nan_values = {}, {}
     for key, positions in ignored.items():
         data = get_input(example, key)
         noise = torch.randn(data.shape, generator=generator, dtype=torch.float32).sign() * MASK_PERTURBATION
-        noise = noise.to(device=data.device, dtype=data.dtype)
-        perturbed_values[key] = torch.where(positions, noise, data)
-    perturbed = replace_inputs(example, perturbed_values)
+        noise_values[key] = torch.where(positions, noise.to(device=data.device, dtype=data.dtype), data)
+        nan_values[key] = torch.where(positions, torch.full_like(data, float("nan")), data)
     keys = _differentiable_keys(loss, example)
     base, base_grads = _loss_and_grads(name, loss, example, keys)
-    found, found_grads = _loss_and_grads(name, loss, perturbed, keys, what="inputs perturbed at ignored positions")
     count = sum(int(p.sum()) for p in ignored.values())
     where = ", ".join(where_of(k) for k in ignored)
-    if not close(found, base, rtol=1e-5, atol=1e-6):
-        message = (
-            f"expected the loss unchanged when {count} ignored position(s) of {where} are set to "
-            f"±{MASK_PERTURBATION:g}, found {fmt(found)} instead of {fmt(base)}: masked positions leak into the loss"
-        )
-        raise _fail(name, loss, message)
-    for key in keys:
-        grad, reference = found_grads[key], base_grads[key]
-        if grad is None or reference is None:
-            continue
-        if key in ignored:
-            at_ignored = grad[ignored[key]]
-            if not all_finite(at_ignored) or bool((at_ignored != 0).any()):
-                message = (
-                    f"expected zero gradient at the {int(ignored[key].sum())} ignored position(s) of {where_of(key)}, "
-                    f"found max |grad| {fmt(at_ignored.abs().max())} there"
-                )
-                raise _fail(name, loss, message)
-            keep = ~ignored[key]
-            grad, reference = grad[keep], reference[keep]
-        if not close(grad, reference, rtol=1e-5, atol=1e-6):
+    for filled, values in ((f"±{MASK_PERTURBATION:g}", noise_values), ("NaN", nan_values)):
+        what = f"inputs set to {filled} at ignored positions"
+        found, found_grads = _loss_and_grads(name, loss, replace_inputs(example, values), keys, what=what)
+        if not close(found, base, rtol=1e-5, atol=1e-6):
             message = (
-                f"expected the gradient of {where_of(key)} at counted positions unchanged by values at ignored "
-                f"positions, found max |diff| {fmt(max_abs_diff(grad, reference))}"
+                f"expected the loss unchanged when {count} ignored position(s) of {where} are set to {filled}, "
+                f"found {fmt(found)} instead of {fmt(base)}: masked positions leak into the loss"
             )
             raise _fail(name, loss, message)
-    return f"{count} ignored position(s) of {where} perturbed"
+        for key in keys:
+            _compare_masked_gradient(name, loss, key, found_grads[key], base_grads[key], ignored.get(key), filled)
+    return f"{count} ignored position(s) of {where} set to ±{MASK_PERTURBATION:g} and to NaN"
+
+
+def _compare_masked_gradient(name: str, loss: BaseLoss, key: str, grad: torch.Tensor | None,
+                             reference: torch.Tensor | None, ignored: torch.Tensor | None, filled: str) -> None:
+    """The gradient with ignored positions set to ``filled``: exactly 0 there, finite and unchanged elsewhere."""
+    if grad is None or reference is None:
+        return
+    if ignored is not None:
+        at_ignored = grad[ignored]
+        if not all_finite(at_ignored) or bool((at_ignored != 0).any()):
+            message = (
+                f"expected zero gradient at the {int(ignored.sum())} ignored position(s) of {where_of(key)} set to "
+                f"{filled}, found max |grad| {fmt(at_ignored.abs().max())} there: values the mask ignores reach "
+                "the gradient (compute only on kept positions, or let BaseLoss.forward guard the input)"
+            )
+            raise _fail(name, loss, message)
+        grad, reference = grad[~ignored], reference[~ignored]
+    if not all_finite(grad):
+        message = (
+            f"expected a finite gradient of {where_of(key)} at counted positions with ignored positions set to "
+            f"{filled}, found {int((~torch.isfinite(grad)).sum())} non-finite value(s)"
+        )
+        raise _fail(name, loss, message)
+    if not close(grad, reference, rtol=1e-5, atol=1e-6):
+        message = (
+            f"expected the gradient of {where_of(key)} at counted positions unchanged by {filled} at ignored "
+            f"positions, found max |diff| {fmt(max_abs_diff(grad, reference))}"
+        )
+        raise _fail(name, loss, message)
 
 
 @runs_single_threaded

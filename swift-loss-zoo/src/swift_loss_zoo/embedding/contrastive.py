@@ -43,7 +43,7 @@ class ContrastiveLoss(BaseLoss):
     name = "contrastive"
     reference = "arXiv:1908.10084"
     reduction_unit = "sample"
-    inputs = pair_inputs(label_dtype="mask", label_doc="1 = similar pair, 0 = dissimilar pair")
+    inputs = pair_inputs(label_dtype="mask", label_doc="1 = similar pair, 0 = dissimilar pair", label_domain="binary")
 
     def __init__(self, *, margin: float = 0.5, distance: str = "cosine") -> None:
         super().__init__()
