@@ -46,6 +46,7 @@ EXAMPLE_BATCH = 4
 GRADCHECK_BATCH = 2
 EXTREME_SCALE = 1e4
 LOW_PRECISION_SCALES = (1.0, 100.0)
+LOW_PRECISION_RTOL, LOW_PRECISION_ATOL = 1e-2, 1e-5
 MASK_PERTURBATION = 1e4
 _FORMULA_MARKERS = ("math::", ":math:", "=", "\\frac", "\\sum", "\\log", "\\exp", "\\ell", "\\sigma")
 _REFERENCE_RE = re.compile(r"^(arXiv:\d{4}\.\d{4,5}(v\d+)?|https?://\S+|doi:\S+)")
@@ -387,6 +388,7 @@ def check_inputs_not_mutated(loss: Any) -> str:
     before_keys = list(example.model_outputs)
     versions = {key: tensor._version for key, tensor in tensors_of(example).items()}
     out = _forward(name, loss, example)  # plain tensors: an in-place write is allowed by autograd here
+    _require_scalar(name, loss, out)
     if keys and out.requires_grad:
         out.backward()
     _compare_inputs(name, loss, example, before, versions, before_keys, "a forward and backward")
@@ -395,6 +397,7 @@ def check_inputs_not_mutated(loss: Any) -> str:
     before = {key: tensor.detach().clone() for key, tensor in tensors_of(grad_example).items()}
     versions = {key: tensor._version for key, tensor in tensors_of(grad_example).items()}
     out = _forward(name, loss, grad_example, what="inputs that require grad")
+    _require_scalar(name, loss, out)
     if out.requires_grad:
         out.backward()
     _compare_inputs(name, loss, grad_example, before, versions, before_keys, "a forward and backward")
@@ -446,6 +449,16 @@ def check_microbatch_split(loss: Any) -> str:
     bounds = [(0, size // 2), (size // 2, size)]
     parts = [_split_example(example, batched, a, b) for a, b in bounds]
     counts = [_count_units(name, loss, part) for part in parts]
+    for (a, b), part, count in zip(bounds, parts, counts):
+        declared = _declared_token_count(loss, part)
+        if declared is not None and count != declared:
+            message = (
+                f"expected count_units on rows {a}:{b} to count the {declared} tokens the declared masks keep "
+                f"(reduction_unit='token'), found {count}: a loss that averages each row first weighs the tokens of "
+                "short rows more (it is sequence-level: declare reduction_unit='sequence'), or count_units counts "
+                "something else"
+            )
+            raise _fail(name, loss, message)
     total_units = sum(counts)
     if bool(torch.as_tensor(total_units).le(0).any()):
         message = f"expected example_inputs to have counted units, found count_units = {counts}"
@@ -456,7 +469,8 @@ def check_microbatch_split(loss: Any) -> str:
     part_losses = []
     for (a, b), part in zip(bounds, [_split_example(leaf_example, batched, a, b) for a, b in bounds]):
         part_losses.append(_forward(name, loss, part, total_units, what=f"micro-batch rows {a}:{b}"))
-    summed = torch.stack([p.reshape(()) for p in part_losses]).sum()
+        _require_scalar(name, loss, part_losses[-1])
+    summed = torch.stack(part_losses).sum()
     if keys and summed.requires_grad:
         summed.backward()
     split_grads = {key: leaf.grad for key, leaf in leaves.items()}
@@ -495,6 +509,26 @@ def check_microbatch_split(loss: Any) -> str:
             )
             raise _fail(name, loss, message)
     return f"rows {bounds}, units {counts}, loss {fmt(full)}"
+
+
+def _declared_token_count(loss: BaseLoss, example: LossExample) -> int | None:
+    """For ``reduction_unit='token'``: the tokens the declared masks keep, read from the declarations alone (not
+    from the loss's own ``count_units``), or ``None`` when they do not say (another unit, several masks, shifts)."""
+    if loss.reduction_unit != "token":
+        return None
+    if example.labels is not None:
+        from_labels = loss.count_units_from_labels(example.labels)
+        if from_labels is not None:
+            return int(from_labels)
+    masks = {spec.masked_by for spec in loss.inputs if spec.masked_by}
+    if len(masks) != 1:
+        return None
+    (key,) = masks
+    mask_spec, mask = _spec_by_key(loss).get(key), get_input(example, key)
+    shifted = any(spec.mask_shift for spec in loss.inputs if spec.masked_by == key)
+    if mask_spec is None or mask_spec.role != "mask" or mask is None or shifted:
+        return None
+    return int((mask != 0).sum())
 
 
 def _count_units(check: str, loss: BaseLoss, example: LossExample) -> int | torch.Tensor:
@@ -645,23 +679,34 @@ def check_permutation(loss: Any) -> str:
 
 @runs_single_threaded
 def check_low_precision(loss: Any) -> str:
-    """bfloat16 and float16 inputs (as given, and differentiable ones x100) give a finite loss and gradients."""
+    """bfloat16 and float16 inputs (as given, and differentiable ones x100) give a finite loss and gradients, and
+    the loss the same inputs give in float32 (within ``rtol`` 1e-2): a result that is finite but depends on the
+    input dtype (a clamp chosen per dtype) is as wrong as a NaN."""
     name = "check_low_precision"
     loss = loss_instance(loss)
     notes = []
     for dtype in (torch.bfloat16, torch.float16):
         base = _example(name, loss, dtype=dtype)
         keys = _differentiable_keys(loss, base)
+        short = str(dtype).replace("torch.", "")
         for scale in LOW_PRECISION_SCALES:
             example = cast_floats(base, torch.float32)
             if scale != 1.0:
                 example = replace_inputs(example, {k: get_input(example, k) * scale for k in keys})
             example = cast_floats(example, dtype)
-            what = f"{str(dtype).replace('torch.', '')} inputs" + (f" (differentiable inputs x{scale:g})"
-                                                                    if scale != 1.0 else "")
+            what = f"{short} inputs" + (f" (differentiable inputs x{scale:g})" if scale != 1.0 else "")
             value, grads = _loss_and_grads(name, loss, example, keys, what=what)
             _require_finite(name, loss, value, grads, what)
-            notes.append(f"{str(dtype).replace('torch.', '')} x{scale:g}: {fmt(value)}")
+            reference = _forward(name, loss, cast_floats(example, torch.float32), what=f"{what} cast to float32")
+            if not close(value.reshape(()), reference.detach().reshape(()), rtol=LOW_PRECISION_RTOL,
+                         atol=LOW_PRECISION_ATOL):
+                message = (
+                    f"expected the loss for {what} to match the loss of the same values in float32, {fmt(reference)}, "
+                    f"within rtol {LOW_PRECISION_RTOL:g}, found {fmt(value)}: compute in float32 whatever the input "
+                    "dtype (swift_zoo.ops.upcast), with the same constants for every dtype"
+                )
+                raise _fail(name, loss, message)
+            notes.append(f"{short} x{scale:g}: {fmt(value)}")
     return "; ".join(notes)
 
 
