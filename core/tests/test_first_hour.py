@@ -116,3 +116,26 @@ def test_check_with_a_pattern_that_selects_no_check_is_a_usage_error(make_loss_p
                            "check_metadata, ")
     code, text = run("check", "focal", "-k", "check_scalar")
     assert code == 0 and "check_scalar_output" in text
+
+
+def test_nox_tests_refuses_a_wheel_older_than_its_sources(tmp_path):
+    pytest.importorskip("nox", reason="the noxfile needs nox to import")
+    noxfile = README.parent / "noxfile.py"
+    if not noxfile.is_file():
+        pytest.skip(f"needs the repository checkout ({noxfile})")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("noxfile_under_test", noxfile)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    package = tmp_path / "pkg"
+    (package / "src" / "pkg").mkdir(parents=True)
+    source = package / "src" / "pkg" / "mod.py"
+    source.write_text("x = 1\n")
+    built = tmp_path / "pkg-0.1-py3-none-any.whl"
+    built.write_bytes(b"wheel")
+    os.utime(built, (1_000, 1_000))
+    os.utime(source, (2_000, 2_000))  # edited after the build: the quick loop must not test the old wheel
+    assert module.sources_newer_than(package, built) == [source]
+    os.utime(built, (3_000, 3_000))
+    assert module.sources_newer_than(package, built) == []

@@ -14,6 +14,7 @@ from swift_zoo._config import (
     build_loss,
     build_optimizer,
     build_scheduler,
+    check_training_args,
     load_config,
 )
 from swift_zoo._equivalence import Equivalence
@@ -117,6 +118,7 @@ __all__ = [
     "build_loss",
     "build_optimizer",
     "build_scheduler",
+    "check_training_args",
     "get_advantage",
     "get_loss",
     "get_optimizer",
