@@ -186,8 +186,9 @@ def import_target(target: str) -> Any:
 
 @dataclass
 class Discovered:
-    """One complete result of discovery. It is replaced as a whole (never edited in half), so a query
-    running while another thread calls :meth:`Registry.reload` sees either the old result or the new."""
+    """One complete result of discovery, published whole, so a query running while another thread calls
+    :meth:`Registry.reload` sees either the old result or the new one, never half of one. Afterwards only a
+    lazily imported target's registrations are added, each by replacing a kind's list under the lock."""
 
     plugins: dict[str, PluginRecord]
     entries: dict[str, list[Entry]]
