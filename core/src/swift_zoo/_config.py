@@ -391,7 +391,8 @@ def build_from_config(config: Mapping[str, Any] | str | os.PathLike[str], model:
 def _set_nonfinite_policy(optimizer: Any, value: Any) -> None:
     """``training_args.nonfinite_grads`` onto the built optimizer (a :class:`swift_zoo.optim.ZooOptimizer`)."""
     if optimizer is None:
-        message = "training_args.nonfinite_grads is the optimizer's non-finite gradient policy: it needs an optimizer_type"
+        message = ("training_args.nonfinite_grads is the optimizer's non-finite gradient policy: "
+                   "it needs an optimizer_type")
         raise ConfigError(message, key="nonfinite_grads", expected="optimizer_type", found=None)
     if not isinstance(getattr(type(optimizer), "nonfinite_grads", None), property):
         message = (

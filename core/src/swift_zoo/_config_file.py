@@ -56,7 +56,8 @@ def read_text(path: str) -> str:
     except OSError as exc:
         raise _refuse(path, f"cannot be read: {exc.strerror or exc}", "a readable YAML file") from None
     if len(data) > MAX_CONFIG_BYTES:  # grew since stat, or a file whose size stat does not know
-        raise _refuse(path, f"holds more than {MAX_CONFIG_BYTES} bytes", f"a YAML file of at most {MAX_CONFIG_BYTES} bytes")
+        expected = f"a YAML file of at most {MAX_CONFIG_BYTES} bytes"
+        raise _refuse(path, f"holds more than {MAX_CONFIG_BYTES} bytes", expected)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -13,8 +13,9 @@ scale times the gradient) is there too: 1.6 ms against inductor's 2.4 on the sam
   ``~/.cache/swift_zoo``), keyed by the source, compiler and flags; concurrent builds (several ranks)
   each write their own file and rename it into place. The cache follows the rules of a code cache
   (:mod:`swift_optim_zoo._code_cache`): 0700 directories, only this user's files, an HMAC recorded at
-  build checked before loading, a bad entry rebuilt (never mapped: a truncated ``.so`` would SIGBUS). No ``-march=native``: on x86-64 the kernels
-  carry AVX-512/AVX2/baseline clones picked at load time, so a cache shared between machines is safe.
+  build checked before loading, a bad entry rebuilt (never mapped: a truncated ``.so`` would SIGBUS).
+  No ``-march=native``: on x86-64 the kernels carry AVX-512/AVX2/baseline clones picked at load time,
+  so a cache shared between machines (one user's) is safe.
 * Used for contiguous float32 CPU matrices; anything else (CUDA, float64, bf16 parameters, views)
   takes the ATen expression of the same sum, or the caller's compiled kernel for the write. If the build or load fails (no compiler, read-only cache), one
   ``RuntimeWarning`` says why and every call takes the ATen path: slower, same values to rounding.

@@ -87,7 +87,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
 
         created = scaffold_plugin(args.path, args.name)
         print(f"created plugin package {args.name!r} in {created}", file=out)
-        print(f'next: pip install -e "{created}[test]" && pytest {created}/tests && swift-zoo check {args.name}', file=out)
+        next_steps = f'pip install -e "{created}[test]" && pytest {created}/tests && swift-zoo check {args.name}'
+        print(f"next: {next_steps}", file=out)
         return EXIT_OK
     raise AssertionError(args.command)  # pragma: no cover - argparse enforces the choices
 

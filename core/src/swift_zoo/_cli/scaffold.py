@@ -34,7 +34,8 @@ def plugin_names(name: str) -> tuple[str, str]:
         raise ConfigError(message, key="name", expected="letters, digits, '-', '_', '.'", found=name)
     package = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
     if not package.isidentifier() or keyword.iskeyword(package):
-        problem = f"its package name {package!r} is {'a Python keyword' if keyword.iskeyword(package) else 'not an identifier'}"
+        what = "a Python keyword" if keyword.iskeyword(package) else "not an identifier"
+        problem = f"its package name {package!r} is {what}"
         raise _refuse(name, problem, "a name whose package is an identifier and not a keyword, e.g. 'my-loss-plugin'")
     try:
         found = importlib.metadata.distribution(name)

@@ -51,7 +51,7 @@ class BaseLoss(torch.nn.Module):
     all-rank batch: the sum of ``count_units`` over micro-batches and ranks) and the local count
     otherwise. Summing micro-batch losses computed with the global ``N`` gives the full-batch loss
     and gradient exactly. A batch with no counted unit gives 0, not NaN. ``num_items_in_batch`` must be an
-    exact whole count (:func:`~swift_zoo.losses._unit_count.check_unit_count`: no NaN, infinity, fraction, bf16/fp16 tensor).
+    exact whole count (``swift_zoo.losses._unit_count``: no NaN, infinity, fraction, bf16/fp16 tensor).
 
     **Masked positions never reach the gradient**: before ``per_unit_loss`` runs, every differentiable
     input declared ``masked_by`` a mask is guarded (:func:`~swift_zoo.ops.zero_gradient_where`), so its
@@ -168,7 +168,7 @@ class BaseLoss(torch.nn.Module):
         return total / denominator
 
     def _check_num_items(self, num_items_in_batch: Any) -> Any:
-        """``num_items_in_batch`` checked to be an exact, positive, whole count (see :func:`~swift_zoo.losses._unit_count.check_unit_count`)."""
+        """``num_items_in_batch`` checked to be an exact, positive, whole count (``_unit_count.check_unit_count``)."""
         return None if num_items_in_batch is None else check_unit_count(self.display_name, num_items_in_batch)
 
     def record_metrics(self, **values: torch.Tensor | float) -> None:

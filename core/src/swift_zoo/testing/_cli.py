@@ -67,7 +67,8 @@ def run_entry(entry: Entry, pattern: str | None) -> Any:
     try:
         target = REGISTRY.load_entry(entry)
     except Exception as exc:
-        return _failed_report(entry, LOAD_CHECK, f"could not load {entry.spec.target_path}: {type(exc).__name__}: {exc}")
+        message = f"could not load {entry.spec.target_path}: {type(exc).__name__}: {exc}"
+        return _failed_report(entry, LOAD_CHECK, message)
     try:
         if entry.kind == "loss":
             return check_loss(target, on_fail="collect", checks=pattern, label=entry.qualified_name)
