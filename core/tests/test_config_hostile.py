@@ -9,7 +9,6 @@ import time
 import pytest
 import torch
 
-import swift_zoo
 from swift_zoo import ConfigError, build_from_config, load_config
 
 
@@ -70,31 +69,15 @@ def test_trainer_keys_are_checked_for_typos_too(focal):
                           trainer_keys=("per_device_train_batch_size",))
 
 
+@pytest.mark.usefixtures("zoo_plain_sgd")
 def test_nonfinite_grads_sets_the_optimizers_policy(focal):
-    from swift_zoo.optim import ZooOptimizer
-
-    class Plain(ZooOptimizer):
-        """Plain SGD on the ZooOptimizer frame, registered in-process for this test."""
-
-        name = "zoo_plain_sgd"
-
-        def __init__(self, params, lr: float = 0.1) -> None:
-            super().__init__(params, {"lr": lr})
-
-        def _step(self, group, params):  # pragma: no cover - never stepped here
-            raise AssertionError
-
-    swift_zoo.register_optimizer()(Plain)
-    try:
-        args = {"optimizer_type": "zoo_plain_sgd", "nonfinite_grads": "raise"}
-        assert build_from_config({"training_args": args}, model()).optimizer.nonfinite_grads == "raise"
-        with pytest.raises(ConfigError, match="nonfinite_grads must be one of skip, raise, got 'ignore'"):
-            build_from_config({"training_args": {**args, "nonfinite_grads": "ignore"}}, model())
-        with pytest.raises(ConfigError, match="nonfinite_grads is the optimizer's non-finite gradient policy: "
-                                              "it needs an optimizer_type"):
-            build_from_config({"training_args": {"loss_type": "focal", "nonfinite_grads": "raise"}})
-    finally:
-        swift_zoo.REGISTRY.unregister("optimizer", "zoo_plain_sgd")
+    args = {"optimizer_type": "zoo_plain_sgd", "nonfinite_grads": "raise"}
+    assert build_from_config({"training_args": args}, model()).optimizer.nonfinite_grads == "raise"
+    with pytest.raises(ConfigError, match="nonfinite_grads must be one of skip, raise, got 'ignore'"):
+        build_from_config({"training_args": {**args, "nonfinite_grads": "ignore"}}, model())
+    with pytest.raises(ConfigError, match="nonfinite_grads is the optimizer's non-finite gradient policy: "
+                                          "it needs an optimizer_type"):
+        build_from_config({"training_args": {"loss_type": "focal", "nonfinite_grads": "raise"}})
 
 
 # --------------------------------------------------------------------------------- item 12: bad files

@@ -376,7 +376,7 @@ def build_from_config(config: Mapping[str, Any] | str | os.PathLike[str], model:
             opt_kwargs["lr"] = require_non_negative("training_args", "learning_rate", value)
         built.optimizer = build_optimizer(_name(args, "optimizer_type"), model, **opt_kwargs)
     if args.get("nonfinite_grads") is not None:
-        _set_nonfinite_policy(built.optimizer, args["nonfinite_grads"])
+        set_nonfinite_policy(built.optimizer, args["nonfinite_grads"])
     if args.get("lr_scheduler_type") is not None:
         if built.optimizer is None:
             message = "training_args.lr_scheduler_type needs an optimizer_type"
@@ -388,7 +388,7 @@ def build_from_config(config: Mapping[str, Any] | str | os.PathLike[str], model:
     return built
 
 
-def _set_nonfinite_policy(optimizer: Any, value: Any) -> None:
+def set_nonfinite_policy(optimizer: Any, value: Any) -> None:
     """``training_args.nonfinite_grads`` onto the built optimizer (a :class:`swift_zoo.optim.ZooOptimizer`)."""
     if optimizer is None:
         message = ("training_args.nonfinite_grads is the optimizer's non-finite gradient policy: "

@@ -40,8 +40,18 @@ except ModuleNotFoundError as exc:  # the optional extra is not installed
     )
     raise ModuleNotFoundError(message, name=exc.name) from exc
 
-from swift_zoo._config import build_loss, build_optimizer, build_scheduler, check_training_args, load_config
+from swift_zoo._config import (
+    build_loss,
+    build_optimizer,
+    build_scheduler,
+    check_training_args,
+    load_config,
+    set_nonfinite_policy,
+)
 from swift_zoo._errors import ConfigError
+
+#: ``training_args`` keys swift zoo reads elsewhere that the HF Trainer takes from its own ``TrainingArguments``.
+TRAINER_OWNED = ("learning_rate", "max_grad_norm", "max_steps")
 
 
 class ZooLossFunction:
@@ -66,8 +76,10 @@ class ZooTrainer(transformers.Trainer):
     """``transformers.Trainer`` with a zoo loss, optimizer and schedule.
 
     :param zoo_config: ``training_args``-style mapping (or YAML path) with ``loss_type``/``loss_kwargs``,
-        ``optimizer_type``/``optimizer_kwargs``, ``lr_scheduler_type``/``lr_scheduler_kwargs``. Any key
-        left out falls back to the Trainer's own behaviour (its default loss, AdamW, linear schedule).
+        ``optimizer_type``/``optimizer_kwargs``, ``lr_scheduler_type``/``lr_scheduler_kwargs`` and
+        ``nonfinite_grads``. Any key left out falls back to the Trainer's own behaviour (its default loss,
+        AdamW, linear schedule). A typo of a key, or ``learning_rate`` / ``max_grad_norm`` / ``max_steps``
+        (the Trainer reads those from ``TrainingArguments``), is a :class:`~swift_zoo.ConfigError`.
     :param zoo_loss: a built loss instead of ``loss_type``.
     """
 
@@ -76,6 +88,13 @@ class ZooTrainer(transformers.Trainer):
         config = load_config(zoo_config) if zoo_config is not None else {}
         self.zoo_config = dict(config.get("training_args", config))
         check_training_args(self.zoo_config)  # a typo such as loss_kwarg is an error, not the defaults
+        ignored = sorted(set(self.zoo_config) & set(TRAINER_OWNED))
+        if ignored:
+            message = (
+                f"ZooTrainer: zoo_config.{ignored[0]} would be ignored: the Trainer reads it from TrainingArguments "
+                f"({', '.join(TRAINER_OWNED)} go there; zoo_config takes the loss, optimizer and schedule)"
+            )
+            raise ConfigError(message, key=ignored[0], expected="a TrainingArguments field", found=ignored[0])
         if zoo_loss is None and self.zoo_config.get("loss_type"):
             zoo_loss = build_loss(self.zoo_config["loss_type"], **(self.zoo_config.get("loss_kwargs") or {}))
         if zoo_loss is not None and kwargs.get("compute_loss_func") is not None:
@@ -111,6 +130,8 @@ class ZooTrainer(transformers.Trainer):
             kwargs = dict(self.zoo_config.get("optimizer_kwargs") or {})
             kwargs.setdefault("lr", self.args.learning_rate)
             self.optimizer = build_optimizer(name, model or self.model, **kwargs)
+            if self.zoo_config.get("nonfinite_grads") is not None:
+                set_nonfinite_policy(self.optimizer, self.zoo_config["nonfinite_grads"])
         return self.optimizer
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None) -> Any:
