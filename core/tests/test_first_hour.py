@@ -62,9 +62,11 @@ def test_the_readme_says_how_check_loss_returns_a_report():
 
 
 def test_list_into_a_closed_pipe_exits_quietly_as_sigpipe_would():
-    process = subprocess.Popen([sys.executable, "-m", "swift_zoo._cli", "list"], stdout=subprocess.PIPE,
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `| head` that has read enough, before the first write: every write fails with EPIPE
+    process = subprocess.Popen([sys.executable, "-m", "swift_zoo._cli", "list"], stdout=write_end,
                                stderr=subprocess.PIPE, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    process.stdout.close()  # `| head` that has read enough: every write now fails with EPIPE
+    os.close(write_end)
     err = process.stderr.read().decode()
     assert process.wait(timeout=120) == 141, err
     assert err == ""  # no "Broken pipe", no traceback
