@@ -47,7 +47,7 @@ def distillation_inputs() -> tuple[TensorInput, ...]:
                     doc="next-token logits of the student"),
         TensorInput("teacher_logits", ("B", "T", "V"), masked_by="labels", mask_shift=1,
                     doc="next-token logits of the teacher, same tokens"),
-        TensorInput("labels", ("B", "T"), dtype="int", role="labels",
+        TensorInput("labels", ("B", "T"), dtype="int", role="labels", domain="index:V",
                     doc="token ids, -100 where nothing is distilled (only the mask is used)"),
     )
 

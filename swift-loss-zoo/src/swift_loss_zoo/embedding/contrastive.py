@@ -48,7 +48,7 @@ class ContrastiveLoss(BaseLoss):
                  settings="rows 2i and 2i+1 of last_hidden_state are embeddings_a[i] and embeddings_b[i]"),
     )
     reduction_unit = "sample"
-    inputs = pair_inputs(label_dtype="mask", label_doc="1 = similar pair, 0 = dissimilar pair")
+    inputs = pair_inputs(label_dtype="mask", label_doc="1 = similar pair, 0 = dissimilar pair", label_domain="binary")
 
     def __init__(self, *, margin: float = 0.5, distance: str = "cosine") -> None:
         super().__init__()

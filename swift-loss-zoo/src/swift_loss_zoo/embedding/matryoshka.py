@@ -152,7 +152,7 @@ class MatryoshkaLoss(BaseLoss):
             spec.key for spec in self.inner.inputs if spec.shape and spec.shape[-1] == EMBEDDING_SYMBOL)
 
     def forward(self, model_outputs, labels=None, *, num_items_in_batch=None) -> torch.Tensor:
-        found = self.inner.validate(model_outputs, labels)
+        found = self.inner.guard(self.inner.validate(model_outputs, labels))
         width = next(found[key].shape[-1] for key in self._embedding_keys if key in found)
         too_wide = [dim for dim, _ in self.slices if dim > width]
         if too_wide:

@@ -70,7 +70,7 @@ class OnlineContrastiveLoss(BaseLoss):
         "hard pairs are selected against thresholds computed over the whole batch (the largest positive "
         "and smallest negative distance), so which pairs count depends on the batch composition"
     )
-    inputs = pair_inputs(label_dtype="mask", label_doc="1 = similar pair, 0 = dissimilar pair")
+    inputs = pair_inputs(label_dtype="mask", label_doc="1 = similar pair, 0 = dissimilar pair", label_domain="binary")
 
     def __init__(self, *, margin: float = 0.5, distance: str = "cosine") -> None:
         super().__init__()

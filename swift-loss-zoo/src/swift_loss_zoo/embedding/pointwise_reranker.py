@@ -41,7 +41,8 @@ class PointwiseRerankerLoss(BaseLoss):
     reduction_unit = "sample"
     inputs = (
         TensorInput("logits", ("B",), differentiable=True, doc="relevance logit of each (query, document)"),
-        TensorInput("labels", ("B",), dtype="mask", doc="1 = relevant, 0 = not relevant (soft targets allowed)"),
+        TensorInput("labels", ("B",), dtype="mask", domain="unit_interval",
+                    doc="1 = relevant, 0 = not relevant (soft targets allowed)"),
     )
 
     def per_unit_loss(self, inputs: dict[str, torch.Tensor]) -> UnitLosses:

@@ -51,7 +51,8 @@ class CrossEntropyLoss(BaseLoss):
     inputs = (
         TensorInput("logits", ("B", "T", "V"), differentiable=True, masked_by="labels", mask_shift=1,
                     doc="next-token logits"),
-        TensorInput("labels", ("B", "T"), dtype="int", role="labels", doc="token ids, -100 = ignored"),
+        TensorInput("labels", ("B", "T"), dtype="int", role="labels", domain="index:V",
+                    doc="token ids, -100 = ignored"),
     )
 
     def __init__(self, *, label_smoothing: float = 0.0, z_loss: float = 0.0, ignore_index: int = -100) -> None:

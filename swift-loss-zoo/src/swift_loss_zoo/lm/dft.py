@@ -53,7 +53,8 @@ class DFTLoss(BaseLoss):
     inputs = (
         TensorInput("logits", ("B", "T", "V"), differentiable=True, masked_by="labels", mask_shift=1,
                     doc="next-token logits"),
-        TensorInput("labels", ("B", "T"), dtype="int", role="labels", doc="token ids, -100 = ignored"),
+        TensorInput("labels", ("B", "T"), dtype="int", role="labels", domain="index:V",
+                    doc="token ids, -100 = ignored"),
     )
     conformance_exemptions: ClassVar[dict[str, str]] = {  # read by swift_zoo.testing
         "check_gradcheck": (

@@ -57,7 +57,7 @@ class ZooTRLMixin(ZooComponentsMixin):
             name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "") or "model"
             arguments["args"] = self.trl_config_class(f"{name.split('/')[-1]}-{self.trl_kind.upper()}")
         trl_args = arguments["args"]
-        self.zoo_config = read_zoo_config(zoo_config)
+        self.zoo_config = read_zoo_config(zoo_config, owner=type(self).__name__)
         self.zoo_loss = self._build_zoo_loss(trl_args, zoo_loss)
         check_supplied(self.trl_kind, self.zoo_loss)
         self._check_trl_options(trl_args)
