@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import policy_reference
 import pytest
 import torch
 
@@ -87,18 +88,9 @@ def reference_loss(kind, lp, old, ref, adv, mask, *, eps_low=0.2, eps_high=0.2, 
 
 
 def make_batch(seed, batch, seq, *, spread=0.3, empty_row=False):
-    g = torch.Generator().manual_seed(seed)
-    lp = -(0.05 + 2.0 * torch.rand(batch, seq, generator=g, dtype=F64))
-    old = lp + spread * torch.randn(batch, seq, generator=g, dtype=F64)
-    ref = lp + 0.2 * torch.randn(batch, seq, generator=g, dtype=F64)
-    adv = torch.randn(batch, generator=g, dtype=F64)
-    lengths = torch.randint(1, seq + 1, (batch,), generator=g)
-    mask = (torch.arange(seq)[None] < lengths[:, None]).long()
-    if seq > 3:
-        mask[0, 1] = 0
-    if empty_row:
-        mask[-1] = 0
-    return lp, old, ref, adv, mask
+    x = policy_reference.make_batch(seed, batch, seq, spread=spread, empty_row=empty_row)
+    return (x["per_token_logps"], x["old_per_token_logps"], x["ref_per_token_logps"], x["advantages"],
+            x["completion_mask"])
 
 
 CASES = [

@@ -17,8 +17,8 @@ import torch
 def high_entropy_mask(entropy: torch.Tensor, mask: torch.Tensor, quantile: float) -> torch.Tensor:
     """Bool ``[B, T]``: counted tokens whose entropy is in the top ``quantile`` fraction of the call's tokens."""
     with torch.no_grad():
-        counted = entropy[mask].float()
+        counted = entropy[mask].to(torch.promote_types(entropy.dtype, torch.float32))
         if counted.numel() == 0:
             return torch.zeros_like(mask)
-        threshold = torch.quantile(counted, 1.0 - quantile).to(entropy.dtype)
+        threshold = torch.quantile(counted, 1.0 - quantile)
         return (entropy >= threshold) & mask

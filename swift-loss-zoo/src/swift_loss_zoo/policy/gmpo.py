@@ -30,7 +30,8 @@ class GMPOLoss(GroupPolicyLoss):
     so the objective is the geometric mean of the token ratios, less sensitive to one outlier token
     than GRPO's arithmetic mean. Unit: a **sequence**; :math:`\mathcal{L} = \frac1N\sum_i L_i` over
     completions with a counted token (verl takes the mean over all ``B`` rows, all-padding rows
-    included). Per-token advantages enter as their mean over the completion (verl's too). The KL and
+    included). Per-token advantages :math:`A_{i,t}` set the clipping side of each token by their sign and
+    enter :math:`L_i` as their mean over the completion, as in verl. The KL and
     entropy terms are per token, aggregated with ``loss_agg_mode`` (a ``seq-*`` mode, default
     ``seq-mean-token-mean``) and added to each completion's :math:`L_i`. Options acting on tokens:
     the high-entropy mask restricts the mean to the kept tokens; rollout weights enter as their
