@@ -33,7 +33,8 @@ def inherit_signature(cls: type) -> None:
     hidden = set(cls.__dict__.get("hidden_options", ()))
     new = [p for name, p in own_params.items() if name not in {q.name for q in inherited}]
     kept = [own_params.get(p.name, p) for p in inherited if p.name not in hidden]
-    init.__signature__ = own.replace(parameters=[*new, *kept])
     hints = {**typing.get_type_hints(cls.__mro__[1].__init__), **typing.get_type_hints(init)}
     hints.pop("options", None)
+    resolved = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in (*new, *kept)]
+    init.__signature__ = own.replace(parameters=resolved)
     init.__annotations__ = hints

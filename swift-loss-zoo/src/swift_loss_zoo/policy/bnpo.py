@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from swift_loss_zoo.policy._clipped import ClippedPolicyLoss
+from swift_loss_zoo.policy._equivalents import liger_grpo, ms_swift_grpo, trl_grpo, verl_policy
 
 
 class BNPOLoss(ClippedPolicyLoss):
@@ -33,3 +34,9 @@ class BNPOLoss(ClippedPolicyLoss):
 
     name = "bnpo"
     reference = "arXiv:2402.03300"
+    equivalents = (
+        trl_grpo("bnpo", settings="TRL divides by the tokens of each micro-batch: equal for one micro-batch per step"),
+        verl_policy("vanilla", "token-mean", zoo_kwargs={"dual_clip": 3.0}, settings="clip_ratio_c = dual_clip (verl's vanilla loss always dual-clips, clip_ratio_c=3.0 by default)"),
+        ms_swift_grpo("bnpo", zoo_kwargs={"beta": 0.04}),
+        liger_grpo("bnpo"),
+    )

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import torch
 
 from swift_loss_zoo.policy._clipped import clip_range
+from swift_loss_zoo.policy._equivalents import liger_grpo, ms_swift_grpo, trl_grpo, verl_policy
 from swift_loss_zoo.policy._estimators import importance_ratio
 from swift_loss_zoo.policy._group_policy import GroupPolicyLoss, PolicyBatch
 from swift_zoo.ops import masked_mean
@@ -44,6 +45,14 @@ class CISPOLoss(GroupPolicyLoss):
 
     name = "cispo"
     reference = "arXiv:2506.13585"
+    equivalents = (
+        trl_grpo("cispo", settings="TRL's epsilon_high is the cap, 1 + epsilon_high here (5.0 for the default 4.0); "
+                 "no lower bound (epsilon_low=None here); num_items_in_batch as TRL passes"),
+        verl_policy("cispo", "token-mean", zoo_kwargs={"epsilon_low": 0.2, "epsilon_high": 0.2},
+                    settings="verl always bounds the weight below, at 1 - clip_ratio_low"),
+        ms_swift_grpo("cispo", zoo_kwargs={"beta": 0.04}, settings="ms-swift's epsilon_high is the cap"),
+        liger_grpo("cispo", settings="Liger's epsilon_high is the cap, 1 + epsilon_high here"),
+    )
     reduction_unit = "token"
     conformance_exemptions: ClassVar[dict[str, str]] = {  # read by swift_zoo.testing
         "check_gradcheck": (

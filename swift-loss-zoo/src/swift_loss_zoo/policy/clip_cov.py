@@ -8,6 +8,7 @@ import torch
 
 from swift_loss_zoo.policy._clipped import ClippedPolicyLoss
 from swift_loss_zoo.policy._covariance import selection_size, token_covariance, top_tokens
+from swift_loss_zoo.policy._equivalents import verl_policy
 from swift_loss_zoo.policy._estimators import importance_ratio
 from swift_loss_zoo.policy._group_policy import PolicyBatch
 from swift_zoo import ConfigError
@@ -47,6 +48,13 @@ class ClipCovLoss(ClippedPolicyLoss):
 
     name = "clip_cov"
     reference = "arXiv:2505.22617"
+    equivalents = (
+        verl_policy("clip_cov", "token-mean",
+                    settings="policy_loss.clip_cov_ratio / clip_cov_lb / clip_cov_ub as here",
+                    differs="verl draws the removed tokens uniformly at random among the candidates (torch.randperm); "
+                    "the zoo takes the candidates with the largest covariance, so the loss is deterministic. The two "
+                    "agree when there are at most max(1, int(clip_cov_ratio * tokens)) candidates"),
+    )
     batch_dependent: ClassVar[str] = (
         "the detached tokens are chosen among the call's tokens by covariance with means over the call, and their "
         "number is a fraction of the call's tokens, so a micro-batch split selects differently")

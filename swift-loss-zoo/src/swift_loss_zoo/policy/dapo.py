@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from swift_loss_zoo.policy._clipped import ClippedPolicyLoss
+from swift_loss_zoo.policy._equivalents import liger_grpo, ms_swift_grpo, trl_grpo, verl_policy
 
 
 class DAPOLoss(ClippedPolicyLoss):
@@ -34,6 +35,13 @@ class DAPOLoss(ClippedPolicyLoss):
 
     name = "dapo"
     reference = "arXiv:2503.14476"
+    equivalents = (
+        trl_grpo("dapo", settings="epsilon_high=0.28; num_items_in_batch = the completion tokens TRL counts"),
+        verl_policy("vanilla", "token-mean", zoo_kwargs={"dual_clip": 3.0},
+                    settings="clip_ratio_high=0.28; clip_ratio_c = dual_clip (verl always dual-clips)"),
+        ms_swift_grpo("dapo", zoo_kwargs={"beta": 0.04}, settings="epsilon_high=0.28"),
+        liger_grpo("dapo", settings="epsilon_high=0.28; num_items_in_batch as TRL"),
+    )
 
     def __init__(self, *, epsilon_high: float = 0.28, **options: Any) -> None:
         super().__init__(epsilon_high=epsilon_high, **options)

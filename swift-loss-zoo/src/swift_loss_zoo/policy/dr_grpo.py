@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from swift_loss_zoo.policy._clipped import ClippedPolicyLoss
+from swift_loss_zoo.policy._equivalents import liger_grpo, ms_swift_grpo, trl_grpo, verl_policy
 from swift_zoo.losses import require_int
 
 
@@ -39,6 +40,13 @@ class DrGRPOLoss(ClippedPolicyLoss):
 
     name = "dr_grpo"
     reference = "arXiv:2503.20783"
+    equivalents = (
+        trl_grpo("dr_grpo", settings="max_completion_length as here", rows=True),
+        verl_policy("vanilla", "seq-mean-token-sum-norm", zoo_kwargs={"dual_clip": 3.0},
+                    settings="loss_scale_factor = max_completion_length; clip_ratio_c = dual_clip"),
+        ms_swift_grpo("dr_grpo", zoo_kwargs={"beta": 0.04}, settings="max_completion_length as here"),
+        liger_grpo("dr_grpo", settings="max_completion_length as here", rows=True),
+    )
     hidden_options: ClassVar[tuple[str, ...]] = ("loss_agg_mode", "loss_scale_factor")
     fixed_loss_agg_mode: ClassVar[str] = "seq-mean-token-sum-norm"
 

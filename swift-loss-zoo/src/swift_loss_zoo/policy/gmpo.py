@@ -8,6 +8,7 @@ import torch
 
 from swift_loss_zoo.policy._aggregation import SEQUENCE_MODES, LossAggMode
 from swift_loss_zoo.policy._clipped import clip_range
+from swift_loss_zoo.policy._equivalents import verl_policy
 from swift_loss_zoo.policy._estimators import bounded
 from swift_loss_zoo.policy._group_policy import GroupPolicyLoss, PolicyBatch, PolicyWeights
 from swift_loss_zoo.policy._off_policy import sequence_advantages
@@ -51,6 +52,11 @@ class GMPOLoss(GroupPolicyLoss):
 
     name = "gmpo"
     reference = "arXiv:2507.20673"
+    equivalents = (
+        verl_policy("geo_mean", "seq-mean-token-mean",
+                    settings="clip_ratio=0.4 (log space); verl averages the policy term over all B rows, all-padding "
+                    "rows included; its loss_agg_mode then aggregates only the KL and entropy terms"),
+    )
     loss_agg_modes: ClassVar[tuple[str, ...]] = SEQUENCE_MODES
 
     def __init__(self, *, epsilon_low: float = 0.4, epsilon_high: float = 0.4,

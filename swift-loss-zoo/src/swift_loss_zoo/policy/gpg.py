@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from swift_loss_zoo.policy._equivalents import verl_policy
 from swift_loss_zoo.policy._group_policy import GroupPolicyLoss, PolicyBatch
 
 
@@ -33,6 +34,9 @@ class GPGLoss(GroupPolicyLoss):
 
     name = "gpg"
     reference = "arXiv:2504.02546"
+    equivalents = (
+        verl_policy("gpg", "token-mean"),
+    )
 
     def per_token_losses(self, batch: PolicyBatch) -> torch.Tensor:
         losses = -batch.advantages * batch.logps

@@ -6,6 +6,7 @@ from typing import Any
 
 from swift_loss_zoo.policy._aggregation import LossAggMode
 from swift_loss_zoo.policy._clipped import ClippedPolicyLoss
+from swift_loss_zoo.policy._equivalents import liger_grpo, ms_swift_grpo, trl_grpo, verl_policy
 
 
 class GRPOLoss(ClippedPolicyLoss):
@@ -54,6 +55,12 @@ class GRPOLoss(ClippedPolicyLoss):
 
     name = "grpo"
     reference = "arXiv:2402.03300"
+    equivalents = (
+        trl_grpo("grpo", rows=True),
+        verl_policy("vanilla", "seq-mean-token-mean", zoo_kwargs={"dual_clip": 3.0}, settings="clip_ratio_c = dual_clip (verl's vanilla loss always dual-clips, clip_ratio_c=3.0 by default)"),
+        ms_swift_grpo("grpo", zoo_kwargs={"beta": 0.04}),
+        liger_grpo("grpo", rows=True),
+    )
 
     def __init__(self, *, loss_agg_mode: LossAggMode = "seq-mean-token-mean", **options: Any) -> None:
         super().__init__(loss_agg_mode=loss_agg_mode, **options)

@@ -8,6 +8,7 @@ import torch
 
 from swift_loss_zoo.policy._aggregation import LossAggMode
 from swift_loss_zoo.policy._clipped import ClippedPolicyLoss
+from swift_loss_zoo.policy._equivalents import liger_grpo, ms_swift_grpo, trl_grpo, verl_policy
 from swift_loss_zoo.policy._estimators import bounded
 from swift_loss_zoo.policy._group_policy import PolicyBatch
 from swift_zoo.ops import masked_count, masked_sum
@@ -53,6 +54,12 @@ class GSPOLoss(ClippedPolicyLoss):
 
     name = "gspo"
     reference = "arXiv:2507.18071"
+    equivalents = (
+        trl_grpo("grpo", sequence=True, settings="epsilon=3e-4, epsilon_high=4e-4", rows=True),
+        verl_policy("gspo", "seq-mean-token-mean", settings="verl bounds the log-ratio at 10 from above"),
+        ms_swift_grpo("grpo", zoo_kwargs={"beta": 0.04}, settings="--importance_sampling_level sequence"),
+        liger_grpo("grpo", sequence=True, settings="epsilon_low=3e-4, epsilon_high=4e-4", rows=True),
+    )
 
     def __init__(self, *, epsilon_low: float = 3e-4, epsilon_high: float = 4e-4,
                  loss_agg_mode: LossAggMode = "seq-mean-token-mean", **options: Any) -> None:

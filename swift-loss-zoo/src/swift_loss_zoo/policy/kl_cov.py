@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import torch
 
 from swift_loss_zoo.policy._covariance import selection_size, token_covariance, top_tokens
+from swift_loss_zoo.policy._equivalents import verl_policy
 from swift_loss_zoo.policy._estimators import importance_ratio
 from swift_loss_zoo.policy._group_policy import GroupPolicyLoss, PolicyBatch
 from swift_zoo.losses import require_in_range, require_non_negative
@@ -39,6 +40,10 @@ class KLCovLoss(GroupPolicyLoss):
 
     name = "kl_cov"
     reference = "arXiv:2505.22617"
+    equivalents = (
+        verl_policy("kl_cov", "token-mean",
+                    settings="policy_loss.kl_cov_ratio = kl_cov_ratio, policy_loss.ppo_kl_coef = kl_cov_coef"),
+    )
     batch_dependent: ClassVar[str] = (
         "the penalised tokens are the top kl_cov_ratio fraction of the call's tokens by covariance with means "
         "over the call, so a micro-batch split selects differently")

@@ -7,9 +7,10 @@ from typing import Literal
 import torch
 
 from swift_loss_zoo.policy._aggregation import LOSS_AGG_MODES, LossAggMode, aggregate, count_units, unit_of
+from swift_loss_zoo.policy._equivalents import VERL
 from swift_loss_zoo.policy._estimators import KL_ESTIMATORS, kl_estimate
 from swift_loss_zoo.policy._inputs import COMPLETION_MASK, PER_TOKEN_LOGPS, group_policy_example
-from swift_zoo import BaseLoss, LossExample, UnitLosses
+from swift_zoo import BaseLoss, Equivalence, LossExample, UnitLosses
 from swift_zoo.losses import TensorInput, require_choice, require_positive
 from swift_zoo.ops import upcast
 
@@ -47,6 +48,15 @@ class KLPenaltyLoss(BaseLoss):
 
     name = "kl_penalty"
     reference = "arXiv:1707.06347"
+    equivalents = tuple(
+        Equivalence("verl", f"kl_penalty(logprob, ref_logprob, kl_penalty={spelling!r}) aggregated by agg_loss", VERL,
+                    {"estimator": estimator},
+                    "actor.use_kl_loss=True, actor.kl_loss_type as named; loss_agg_mode as here"
+                    + ("; equal while the estimate stays below 10 (verl clamps k3 to [-10, 10])"
+                       if estimator in ("k3", "k3+") else ""))
+        for estimator, spelling in (("k1", "kl"), ("k2", "mse"), ("k3", "low_var_kl"), ("abs", "abs"),
+                                    ("k1+", "k1+"), ("k3+", "k3+"))
+    )
     reduction_unit = "token"
     inputs = (
         PER_TOKEN_LOGPS,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from swift_loss_zoo.policy._aggregation import LossAggMode
+from swift_loss_zoo.policy._equivalents import liger_grpo, trl_grpo
 from swift_loss_zoo.policy.gspo import GSPOLoss
 
 
@@ -38,6 +39,11 @@ class LUSPOLoss(GSPOLoss):
 
     name = "luspo"
     reference = "arXiv:2602.05261"
+    equivalents = (
+        trl_grpo("luspo", sequence=True, settings="epsilon=3e-4, epsilon_high=4e-4", rows=True),
+        liger_grpo("luspo", sequence=True, rows=True,
+                   settings="beta=0.0 (Liger's luspo leaves a KL term unmasked); epsilon_low=3e-4, epsilon_high=4e-4"),
+    )
 
     def __init__(self, *, loss_agg_mode: LossAggMode = "seq-mean-token-sum", **options: Any) -> None:
         super().__init__(loss_agg_mode=loss_agg_mode, **options)

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from swift_loss_zoo.policy._clipped import ClippedPolicyLoss
+from swift_loss_zoo.policy._equivalents import verl_policy
 from swift_loss_zoo.policy._group_policy import PolicyBatch
 from swift_loss_zoo.policy._inputs import ppo_example, ppo_inputs
 from swift_zoo import LossExample
@@ -57,6 +58,11 @@ class PPOLoss(ClippedPolicyLoss):
 
     name = "ppo"
     reference = "arXiv:1707.06347"
+    equivalents = (
+        verl_policy("vanilla", "token-mean", zoo_kwargs={"dual_clip": 3.0},
+                    settings="plus vf_coef times verl's critic loss compute_value_loss(cliprange_value=cliprange_value) "
+                    "(verl trains the critic with its own optimizer); clip_ratio_c = dual_clip"),
+    )
     inputs = ppo_inputs()
 
     def __init__(self, *, cliprange_value: float = 0.2, vf_coef: float = 0.1, **options: Any) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from swift_loss_zoo.policy._aggregation import LossAggMode
+from swift_loss_zoo.policy._equivalents import liger_grpo, ms_swift_grpo, trl_grpo, verl_policy
 from swift_loss_zoo.policy._estimators import importance_ratio
 from swift_loss_zoo.policy._group_policy import GroupPolicyLoss, PolicyBatch
 from swift_zoo.losses import require_positive
@@ -42,6 +43,12 @@ class SAPOLoss(GroupPolicyLoss):
 
     name = "sapo"
     reference = "arXiv:2511.20347"
+    equivalents = (
+        trl_grpo("sapo", settings="sapo_temperature_pos / _neg = temperature_pos / _neg", rows=True),
+        verl_policy("sapo", "seq-mean-token-mean", settings="tau_pos / tau_neg = temperature_pos / temperature_neg"),
+        ms_swift_grpo("sapo", zoo_kwargs={"beta": 0.04}, settings="tau_pos / tau_neg"),
+        liger_grpo("sapo", rows=True),
+    )
 
     def __init__(self, *, temperature_pos: float = 1.0, temperature_neg: float = 1.05,
                  loss_agg_mode: LossAggMode = "seq-mean-token-mean", **options: Any) -> None:

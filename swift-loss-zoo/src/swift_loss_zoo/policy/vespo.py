@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from swift_loss_zoo.policy._equivalents import liger_grpo, trl_grpo
 from swift_loss_zoo.policy._group_policy import GroupPolicyLoss, PolicyBatch, PolicyWeights
 from swift_zoo import ConfigError
 from swift_zoo.losses import require_non_negative, require_positive
@@ -48,6 +49,11 @@ class VESPOLoss(GroupPolicyLoss):
 
     name = "vespo"
     reference = "arXiv:2602.10693"
+    equivalents = (
+        trl_grpo("vespo", settings="vespo_k_pos, vespo_lambda_pos, vespo_k_neg, vespo_lambda_neg = k_pos, lambda_pos, "
+                 "k_neg, lambda_neg; num_items_in_batch as TRL passes"),
+        liger_grpo("vespo", settings="num_items_in_batch as TRL"),
+    )
     conformance_exemptions: ClassVar[dict[str, str]] = {  # read by swift_zoo.testing
         "check_gradcheck": (
             "the Gamma weight is detached by design (as in the paper and TRL): the gradient is "
