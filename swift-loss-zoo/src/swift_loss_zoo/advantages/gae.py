@@ -7,6 +7,7 @@ from typing import ClassVar
 import torch
 
 from swift_loss_zoo.advantages._base import ZooAdvantage
+from swift_loss_zoo.advantages._equivalents import TOKENS, verl_advantage
 from swift_loss_zoo.advantages._inputs import COMPLETION_MASK, REWARDS, TOKEN_REWARDS, VALUES
 from swift_loss_zoo.advantages._token_rewards import token_rewards
 from swift_zoo.losses import require_bool, require_in_range
@@ -41,6 +42,10 @@ class GAEAdvantage(ZooAdvantage):
 
     name = "gae"
     reference = "arXiv:1506.02438"
+    equivalents = (
+        verl_advantage("compute_gae_advantage_return", "gae", settings=f"algorithm.gamma / algorithm.lam = gamma / lam "
+                       f"(verl's lam defaults to 1.0), whiten=True (verl always whitens); returns compared too; {TOKENS}"),
+    )
     level: ClassVar[str] = "token"
     inputs = (REWARDS, TOKEN_REWARDS, VALUES, COMPLETION_MASK)
     extra_outputs: ClassVar[tuple[str, ...]] = ("returns",)

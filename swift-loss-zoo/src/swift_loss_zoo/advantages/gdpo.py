@@ -7,10 +7,11 @@ from typing import Any, ClassVar
 import torch
 
 from swift_loss_zoo.advantages._base import ZooAdvantage
+from swift_loss_zoo.advantages._equivalents import GROUPS, TRL, verl_advantage
 from swift_loss_zoo.advantages._groups import group_normalised, groups_of
 from swift_loss_zoo.advantages._inputs import COMPLETION_MASK, GROUP_IDS, MULTI_REWARDS
 from swift_loss_zoo.advantages._whitening import whiten_over_tokens
-from swift_zoo import LossInputError
+from swift_zoo import Equivalence, LossInputError
 from swift_zoo.losses import require_bool, require_finite, require_non_negative
 from swift_zoo.ops import upcast
 
@@ -42,6 +43,16 @@ class GDPOAdvantage(ZooAdvantage):
 
     name = "gdpo"
     reference = "arXiv:2601.05242"
+    equivalents = (
+        verl_advantage("compute_gdpo_outcome_advantage", "gdpo",
+                       settings=f"gdpo_reward_keys naming the K reward columns, gdpo_reward_weights = reward_weights, "
+                       f"norm_adv_by_std_in_grpo = scale_rewards; {GROUPS}"),
+        Equivalence("trl", "GRPOConfig(multi_objective_aggregation='normalize_then_sum')", TRL, {},
+                    "reward_weights as here",
+                    "TRL normalises each reward in its group with eps 1e-4, then standardises the weighted sum over "
+                    "responses, (S - mean) / (std + 1e-4); verl and the zoo whiten it over the batch's tokens "
+                    "(a response weighs by its length), (S - mean) / sqrt(var + 1e-8)"),
+    )
     level: ClassVar[str] = "sequence"
     inputs = (MULTI_REWARDS, GROUP_IDS, COMPLETION_MASK)
     example_batch_options: ClassVar[dict[str, Any]] = {"reward_functions": 3}

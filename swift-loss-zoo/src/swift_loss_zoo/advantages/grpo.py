@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 import torch
 
 from swift_loss_zoo.advantages._base import ZooAdvantage
+from swift_loss_zoo.advantages._equivalents import GROUPS, verl_advantage
 from swift_loss_zoo.advantages._groups import group_normalised, groups_of, reward_metrics
 from swift_loss_zoo.advantages._inputs import GROUP_IDS, REWARDS
 from swift_zoo.losses import require_bool, require_choice, require_non_negative
@@ -42,6 +43,11 @@ class GRPOAdvantage(ZooAdvantage):
 
     name = "grpo"
     reference = "arXiv:2402.03300"
+    equivalents = (
+        verl_advantage("compute_grpo_outcome_advantage", "grpo", settings=f"norm_adv_by_std_in_grpo=True, epsilon=eps; {GROUPS}"),
+        verl_advantage("compute_grpo_outcome_advantage", "grpo", zoo_kwargs={"scale_rewards": "none"},
+                       settings=f"norm_adv_by_std_in_grpo=False; {GROUPS}"),
+    )
     level: ClassVar[str] = "sequence"
     inputs = (REWARDS, GROUP_IDS)
 
@@ -80,6 +86,9 @@ class DrGRPOAdvantage(GRPOAdvantage):
 
     name = "dr_grpo"
     reference = "arXiv:2503.20783"
+    equivalents = (
+        verl_advantage("compute_grpo_outcome_advantage", "grpo", settings=f"norm_adv_by_std_in_grpo=False; {GROUPS}"),
+    )
 
     def __init__(self) -> None:
         super().__init__(scale_rewards="none")

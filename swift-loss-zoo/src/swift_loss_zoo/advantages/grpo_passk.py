@@ -7,6 +7,7 @@ from typing import ClassVar
 import torch
 
 from swift_loss_zoo.advantages._base import ZooAdvantage
+from swift_loss_zoo.advantages._equivalents import GROUPS, verl_advantage
 from swift_loss_zoo.advantages._groups import group_std, groups_of, reward_metrics, singleton
 from swift_loss_zoo.advantages._inputs import GROUP_IDS, REWARDS
 from swift_zoo.losses import require_bool, require_non_negative
@@ -39,6 +40,10 @@ class GRPOPassKAdvantage(ZooAdvantage):
 
     name = "grpo_passk"
     reference = "arXiv:2503.19595"
+    equivalents = (
+        verl_advantage("compute_grpo_passk_outcome_advantage", "grpo_passk",
+                       settings=f"norm_adv_by_std_in_grpo = scale_rewards; {GROUPS} (verl raises for one)"),
+    )
     level: ClassVar[str] = "sequence"
     inputs = (REWARDS, GROUP_IDS)
 

@@ -7,6 +7,7 @@ from typing import ClassVar
 import torch
 
 from swift_loss_zoo.advantages._base import ZooAdvantage
+from swift_loss_zoo.advantages._equivalents import GROUPS, verl_advantage
 from swift_loss_zoo.advantages._groups import group_sum, groups_of, reward_metrics, singleton
 from swift_loss_zoo.advantages._inputs import COMPLETION_MASK, GROUP_IDS, REWARDS
 from swift_zoo.ops import masked_count, upcast
@@ -33,6 +34,7 @@ class OPOAdvantage(ZooAdvantage):
 
     name = "opo"
     reference = "arXiv:2505.23585"
+    equivalents = (verl_advantage("compute_opo_outcome_advantage", "opo", settings=GROUPS),)
     level: ClassVar[str] = "sequence"
     inputs = (REWARDS, GROUP_IDS, COMPLETION_MASK)
 

@@ -7,6 +7,7 @@ from typing import ClassVar
 import torch
 
 from swift_loss_zoo.advantages._base import ZooAdvantage
+from swift_loss_zoo.advantages._equivalents import TOKENS, verl_advantage
 from swift_loss_zoo.advantages._inputs import COMPLETION_MASK, REWARDS, TOKEN_REWARDS
 from swift_loss_zoo.advantages._token_rewards import discounted_returns, token_rewards
 from swift_zoo.losses import require_in_range
@@ -39,6 +40,10 @@ class ReinforcePlusPlusAdvantage(ZooAdvantage):
 
     name = "reinforce_plus_plus"
     reference = "arXiv:2501.03262"
+    equivalents = (
+        verl_advantage("compute_reinforce_plus_plus_outcome_advantage", "reinforce_plus_plus",
+                       settings=f"algorithm.gamma = gamma; {TOKENS}"),
+    )
     level: ClassVar[str] = "token"
     inputs = (REWARDS, TOKEN_REWARDS, COMPLETION_MASK)
 

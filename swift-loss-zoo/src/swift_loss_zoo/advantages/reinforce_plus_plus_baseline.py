@@ -7,6 +7,7 @@ from typing import ClassVar
 import torch
 
 from swift_loss_zoo.advantages._base import ZooAdvantage
+from swift_loss_zoo.advantages._equivalents import GROUPS, TOKENS, verl_advantage
 from swift_loss_zoo.advantages._groups import group_normalised, groups_of, reward_metrics
 from swift_loss_zoo.advantages._inputs import COMPLETION_MASK, GROUP_IDS, REWARDS, TOKEN_REWARDS
 from swift_loss_zoo.advantages._token_rewards import token_rewards
@@ -36,6 +37,10 @@ class ReinforcePlusPlusBaselineAdvantage(ZooAdvantage):
 
     name = "reinforce_plus_plus_baseline"
     reference = "arXiv:2501.03262"
+    equivalents = (
+        verl_advantage("compute_reinforce_plus_plus_baseline_outcome_advantage", "reinforce_plus_plus_baseline",
+                       settings=f"{GROUPS}; {TOKENS}"),
+    )
     level: ClassVar[str] = "sequence"
     inputs = (REWARDS, TOKEN_REWARDS, GROUP_IDS, COMPLETION_MASK)
 

@@ -7,6 +7,7 @@ from typing import ClassVar
 import torch
 
 from swift_loss_zoo.advantages._base import ZooAdvantage
+from swift_loss_zoo.advantages._equivalents import TOKENS, verl_advantage
 from swift_loss_zoo.advantages._inputs import BASELINE_REWARDS, COMPLETION_MASK, REWARDS, TOKEN_REWARDS
 from swift_loss_zoo.advantages._token_rewards import discounted_returns, token_rewards
 from swift_zoo.ops import upcast
@@ -34,6 +35,9 @@ class ReMaxAdvantage(ZooAdvantage):
 
     name = "remax"
     reference = "arXiv:2310.10505"
+    equivalents = (
+        verl_advantage("compute_remax_outcome_advantage", "remax", settings=f"reward_baselines = baseline_rewards; {TOKENS}"),
+    )
     level: ClassVar[str] = "token"
     inputs = (REWARDS, BASELINE_REWARDS, TOKEN_REWARDS, COMPLETION_MASK)
 

@@ -7,6 +7,7 @@ from typing import ClassVar
 import torch
 
 from swift_loss_zoo.advantages._base import ZooAdvantage
+from swift_loss_zoo.advantages._equivalents import GROUPS, verl_advantage
 from swift_loss_zoo.advantages._groups import group_sum, groups_of, reward_metrics, singleton
 from swift_loss_zoo.advantages._inputs import GROUP_IDS, REWARDS
 from swift_zoo.ops import upcast
@@ -34,6 +35,7 @@ class RLOOAdvantage(ZooAdvantage):
 
     name = "rloo"
     reference = "arXiv:2402.14740"
+    equivalents = (verl_advantage("compute_rloo_outcome_advantage", "rloo", settings=GROUPS),)
     level: ClassVar[str] = "sequence"
     inputs = (REWARDS, GROUP_IDS)
 
