@@ -73,7 +73,7 @@ def reference_loss(kind, lp, old, adv, mask, *, ref=None, rollout=None, entropy=
                    delta=None, dual_clip=None, beta=0.0, kl_estimator="k3", bias_correction=False,
                    mode="seq-mean-token-mean", scale=None, rollout_mode=None, rollout_min=None, rollout_max=2.0,
                    off_policy=None, entropy_coef=0.0, top_entropy=1.0, tau_pos=1.0, tau_neg=1.05,
-                   vespo=(2.0, 3.0, 3.0, 2.0), chosen=None, kl_cov_coef=1.0):
+                   vespo=(2.0, 3.0, 3.0, 2.0), chosen=None, kl_cov_coef=1.0, gspo_level="sequence"):
     """The loss of ``kind`` on one batch. ``old`` None = on-policy; ``chosen`` = the (i, t) set of clip_cov /
     kl_cov (the covariance selection is tested separately)."""
     if old is None:
@@ -89,7 +89,10 @@ def reference_loss(kind, lp, old, adv, mask, *, ref=None, rollout=None, entropy=
 
     keep_token = None
     if top_entropy < 1.0:
-        threshold = quantile([entropy[i, t].item() for i in range(batch) for t in rows[i]], 1 - top_entropy)
+        # torch.quantile in float32 as the primitive (as TRL): at an exact quantile position float32 rounding of the
+        # level decides the tie, which an interpolation written here in float64 would decide differently
+        values = torch.tensor([entropy[i, t].item() for i in range(batch) for t in rows[i]], dtype=torch.float32)
+        threshold = torch.quantile(values, 1 - top_entropy).item()
         keep_token = {(i, t) for i in range(batch) for t in rows[i] if entropy[i, t].item() >= threshold}
     units = []
     for i in range(batch):
@@ -112,7 +115,9 @@ def reference_loss(kind, lp, old, adv, mask, *, ref=None, rollout=None, entropy=
                 if kind == "clip_cov" and (i, t) in chosen:
                     policy = policy * 0.0
             elif kind in ("gspo", "luspo"):
-                s = torch.exp(lp[i, t] - lp[i, t].detach() + seq_log_ratio.detach())
+                # "sequence": s_i on every token (gradient through the mean); "sequence_token": GSPO-token
+                s = seq_ratio if gspo_level == "sequence" else torch.exp(
+                    lp[i, t] - lp[i, t].detach() + seq_log_ratio.detach())
                 policy = clipped_term(s, a, eps_low, eps_high, delta, dual_clip)
             elif kind == "cispo":
                 w = min(r.item(), 1 + eps_high) if eps_low is None else min(max(r.item(), 1 - eps_low), 1 + eps_high)
@@ -199,7 +204,7 @@ def make_batch(seed, batch, seq, *, spread=0.3, empty_row=False, token_advantage
     old = lp + spread * torch.randn(batch, seq, generator=g, dtype=F64)
     ref = lp + 0.2 * torch.randn(batch, seq, generator=g, dtype=F64)
     rollout = old + 0.3 * torch.randn(batch, seq, generator=g, dtype=F64)
-    entropy = 0.2 + 2.0 * torch.rand(batch, seq, generator=g, dtype=F64)
+    entropy = (0.2 + 2.0 * torch.rand(batch, seq, generator=g, dtype=F64)).float().double()  # a model's: float32
     adv = torch.randn((batch, seq) if token_advantages else (batch,), generator=g, dtype=F64)
     lengths = torch.randint(1, seq + 1, (batch,), generator=g)
     mask = (torch.arange(seq)[None] < lengths[:, None]).long()

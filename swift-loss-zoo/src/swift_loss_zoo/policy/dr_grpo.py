@@ -41,11 +41,14 @@ class DrGRPOLoss(ClippedPolicyLoss):
     name = "dr_grpo"
     reference = "arXiv:2503.20783"
     equivalents = (
-        trl_grpo("dr_grpo", settings="max_completion_length as here", rows=True),
-        verl_policy("vanilla", "seq-mean-token-sum-norm", zoo_kwargs={"dual_clip": 3.0},
+        trl_grpo("dr_grpo", zoo_kwargs={"max_completion_length": 512},
+                 settings="max_completion_length=512 (TRL's default; the same value on both sides)", rows=True),
+        verl_policy("vanilla", "seq-mean-token-sum-norm", zoo_kwargs={"max_completion_length": 512, "dual_clip": 3.0},
                     settings="loss_scale_factor = max_completion_length; clip_ratio_c = dual_clip"),
-        ms_swift_grpo("dr_grpo", zoo_kwargs={"beta": 0.04}, settings="max_completion_length as here"),
-        liger_grpo("dr_grpo", settings="max_completion_length as here", rows=True),
+        ms_swift_grpo("dr_grpo", zoo_kwargs={"max_completion_length": 512, "beta": 0.04},
+                      settings="max_completion_length=512 (its default)"),
+        liger_grpo("dr_grpo", zoo_kwargs={"max_completion_length": 512}, settings="max_completion_length=512",
+                   rows=True),
     )
     hidden_options: ClassVar[tuple[str, ...]] = ("loss_agg_mode", "loss_scale_factor")
     fixed_loss_agg_mode: ClassVar[str] = "seq-mean-token-sum-norm"

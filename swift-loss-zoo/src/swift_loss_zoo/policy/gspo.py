@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -11,6 +11,7 @@ from swift_loss_zoo.policy._clipped import ClippedPolicyLoss
 from swift_loss_zoo.policy._equivalents import liger_grpo, ms_swift_grpo, trl_grpo, verl_policy
 from swift_loss_zoo.policy._estimators import bounded
 from swift_loss_zoo.policy._group_policy import PolicyBatch
+from swift_zoo.losses import require_choice
 from swift_zoo.ops import masked_count, masked_sum
 
 
@@ -30,14 +31,20 @@ class GSPOLoss(ClippedPolicyLoss):
               + \beta\,\frac{1}{|o_i|}\sum_t \mathrm{k3}_{i,t}
 
     and :math:`\mathcal{L} = \frac{1}{N}\sum_i L_i`; the whole completion is kept or clipped together.
-    Computed per token with the paper's GSPO-token ratio
-    :math:`s_{i,t} = \mathrm{sg}(s_i)\,\pi_\theta(o_{i,t}) / \mathrm{sg}(\pi_\theta(o_{i,t}))` (value
-    :math:`s_i`, gradient :math:`s_i\nabla\log\pi_\theta(o_{i,t})`), then aggregated with
-    ``loss_agg_mode``: the default ``"seq-mean-token-mean"`` (unit: a **sequence**) gives exactly
-    :math:`L_i` above, value and gradient, for advantages per completion; per-token advantages
-    :math:`A_{i,t}` are GSPO-token (verl ``loss_mode="gspo"``). With ``use_bias_correction_kl`` the KL
-    term is weighted by :math:`s_i` (TRL's ``importance_sampling_level="sequence"``). The mean
-    log-ratio is bounded at +-20 before ``exp``.
+    The surrogate is written per token and aggregated with ``loss_agg_mode``; the default
+    ``"seq-mean-token-mean"`` (unit: a **sequence**) gives exactly :math:`L_i` above. Two per-token
+    ratios, set by ``importance_sampling_level`` (ms-swift's spelling):
+
+    * ``"sequence"`` (default; TRL ``importance_sampling_level="sequence"``): :math:`s_i` itself on every
+      token, its gradient spread over the completion's tokens through the mean;
+    * ``"sequence_token"`` (GSPO-token, paper eq. 10-11; verl ``loss_mode="gspo"``):
+      :math:`s_{i,t} = \mathrm{sg}(s_i)\,\pi_\theta(o_{i,t}) / \mathrm{sg}(\pi_\theta(o_{i,t}))`, value
+      :math:`s_i`, gradient :math:`s_i\nabla\log\pi_\theta(o_{i,t})` on its own token.
+
+    They agree (value and gradient) while advantages and token weights are uniform over a completion;
+    per-token advantages, rollout weights or the high-entropy mask weigh each token's gradient in
+    ``sequence_token`` and the whole completion's in ``sequence``. With ``use_bias_correction_kl`` the
+    KL term is weighted by :math:`s_i` (TRL). The mean log-ratio is bounded at +-20 before ``exp``.
 
     Paper: Zheng et al., arXiv:2507.18071 (eq. 5-7, 10-11); its clipping ranges are tiny because a
     sequence ratio is a geometric mean: ``epsilon_low=3e-4``, ``epsilon_high=4e-4`` (the defaults).
@@ -56,18 +63,26 @@ class GSPOLoss(ClippedPolicyLoss):
     reference = "arXiv:2507.18071"
     equivalents = (
         trl_grpo("grpo", sequence=True, settings="epsilon=3e-4, epsilon_high=4e-4", rows=True),
-        verl_policy("gspo", "seq-mean-token-mean", settings="verl bounds the log-ratio at 10 from above"),
-        ms_swift_grpo("grpo", zoo_kwargs={"beta": 0.04}, settings="--importance_sampling_level sequence"),
+        verl_policy("gspo", "seq-mean-token-mean", zoo_kwargs={"importance_sampling_level": "sequence_token"},
+                    settings="verl bounds the log-ratio at 10 from above"),
+        ms_swift_grpo("grpo", zoo_kwargs={"beta": 0.04}, settings="--importance_sampling_level sequence (or "
+                      "sequence_token with importance_sampling_level='sequence_token' here)"),
         liger_grpo("grpo", sequence=True, settings="epsilon_low=3e-4, epsilon_high=4e-4", rows=True),
     )
 
-    def __init__(self, *, epsilon_low: float = 3e-4, epsilon_high: float = 4e-4,
+    def __init__(self, *, importance_sampling_level: Literal["sequence", "sequence_token"] = "sequence",
+                 epsilon_low: float = 3e-4, epsilon_high: float = 4e-4,
                  loss_agg_mode: LossAggMode = "seq-mean-token-mean", **options: Any) -> None:
         super().__init__(epsilon_low=epsilon_low, epsilon_high=epsilon_high, loss_agg_mode=loss_agg_mode, **options)
+        self.importance_sampling_level = require_choice(self.name, "importance_sampling_level",
+                                                        importance_sampling_level, ("sequence", "sequence_token"))
 
     def per_token_losses(self, batch: PolicyBatch) -> torch.Tensor:
-        sequence = bounded(sequence_log_ratio(batch)).detach()
-        ratio = torch.exp(batch.logps - batch.logps.detach() + sequence)
+        sequence = bounded(sequence_log_ratio(batch))
+        if self.importance_sampling_level == "sequence":
+            ratio = torch.exp(sequence).expand_as(batch.logps)
+        else:
+            ratio = torch.exp(batch.logps - batch.logps.detach() + sequence.detach())
         return self.clipped_surrogate(batch, ratio)
 
     def kl_importance_weight(self, batch: PolicyBatch) -> torch.Tensor:
