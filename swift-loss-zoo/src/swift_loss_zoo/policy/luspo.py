@@ -42,7 +42,8 @@ class LUSPOLoss(GSPOLoss):
     equivalents = (
         trl_grpo("luspo", sequence=True, settings="epsilon=3e-4, epsilon_high=4e-4", rows=True),
         liger_grpo("luspo", sequence=True, rows=True,
-                   settings="beta=0.0 (Liger's luspo leaves a KL term unmasked); epsilon_low=3e-4, epsilon_high=4e-4"),
+                   settings="beta=0.0 and no rollout_correction (once its luspo loss has a token dimension, Liger "
+                   "sums it over padding too); epsilon_low=3e-4, epsilon_high=4e-4"),
     )
 
     def __init__(self, *, loss_agg_mode: LossAggMode = "seq-mean-token-sum", **options: Any) -> None:
