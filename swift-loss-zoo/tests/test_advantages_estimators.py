@@ -283,3 +283,19 @@ def test_equal_rewards_give_zero_advantages_and_singletons_zero():
 @parametrize_with_checks([swift_zoo.get_advantage(name) for name in NAMES])
 def test_conformance(subject, check):
     check(subject)
+
+
+def test_cli_lists_and_describes_the_estimators():
+    import io
+    import json
+
+    from swift_zoo._cli.main import main
+
+    out = io.StringIO()
+    assert main(["list", "advantages", "--json"], out=out) == 0
+    listed = {row["name"] for row in json.loads(out.getvalue()) if row["distribution"] == "swift-loss-zoo"}
+    assert listed == set(NAMES)
+    out = io.StringIO()
+    assert main(["info", "gae", "--kind", "advantages"], out=out) == 0
+    text = out.getvalue()
+    assert "level: token" in text and "verl algorithm.adv_estimator='gae'" in text and "values [B, T]" in text
