@@ -56,8 +56,10 @@ def verl_policy(loss_mode: str, loss_agg_mode: str, *, zoo_kwargs: Mapping[str, 
 def ms_swift_grpo(loss_type: str, *, zoo_kwargs: Mapping[str, Any] | None = None, settings: str = "",
                   differs: str = "") -> Equivalence:
     """ms-swift ``--rlhf_type grpo --loss_type ...`` (its defaults: beta 0.04; k3 clamped to [-10, 10])."""
-    text = "ms-swift's default beta is 0.04; it clamps the k3 estimate to [-10, 10]" + (
-        f"; {settings}" if settings else "")
+    text = ("ms-swift's default beta is 0.04; it clamps the k3 estimate to [-10, 10]; without "
+            "rollout_importance_sampling_mode and off_policy_sequence_mask_delta (ms-swift weights the KL term by the "
+            "rollout ratio too, takes a geometric mean for its sequence ratio, and drops masked sequences from the "
+            "normaliser)") + (f"; {settings}" if settings else "")
     return _record("ms-swift", f"--rlhf_type grpo --loss_type {loss_type}", MS_SWIFT, zoo_kwargs, text, differs)
 
 
