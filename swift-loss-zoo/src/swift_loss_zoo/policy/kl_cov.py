@@ -27,8 +27,9 @@ class KLCovLoss(GroupPolicyLoss):
     that drive entropy collapse. Unit: a **token** (verl ``loss_mode="kl_cov"``, ``token-mean``). The
     selection depends on the batch, so splitting it changes the loss (``batch_dependent``).
 
-    Paper: arXiv:2505.22617. Defaults as verl ``policy_loss``: ``kl_cov_ratio=0.0002``,
-    ``kl_cov_coef=1.0`` (verl ``ppo_kl_coef``); ``beta=0.0``; the shared options as
+    Paper: arXiv:2505.22617. Defaults: ``kl_cov_ratio=0.0002`` (verl's), ``kl_cov_coef=1.0`` (the paper's and
+    the fallback of verl's ``compute_policy_loss_kl_cov``; verl's ``PolicyLossConfig.ppo_kl_coef`` defaults to
+    0.1); ``beta=0.0``; the shared options as
     :class:`~swift_loss_zoo.policy.GRPOLoss`. Metrics ``ratio_mean``, ``kl_cov_fraction``.
 
     .. code-block:: yaml
@@ -42,7 +43,8 @@ class KLCovLoss(GroupPolicyLoss):
     reference = "arXiv:2505.22617"
     equivalents = (
         verl_policy("kl_cov", "token-mean",
-                    settings="policy_loss.kl_cov_ratio = kl_cov_ratio, policy_loss.ppo_kl_coef = kl_cov_coef"),
+                    settings="policy_loss.kl_cov_ratio = kl_cov_ratio, policy_loss.ppo_kl_coef = kl_cov_coef "
+                    "(verl's config default is 0.1, the zoo's 1.0)"),
     )
     batch_dependent: ClassVar[str] = (
         "the penalised tokens are the top kl_cov_ratio fraction of the call's tokens by covariance with means "
