@@ -213,6 +213,9 @@ def references(session: nox.Session) -> None:
         lines = [line for line in (folder / requirements).read_text().splitlines() if line.strip() and not line.startswith("#")]
         if lines:
             session.install("-c", constraints, *flags, "-r", str(folder / requirements))
+    # verl (--no-deps) and the light packages its core_algos imports must leave the pinned CPU torch in place
+    session.run("python", "-c", "import torch; v = torch.__version__.split('+')[0]; "
+                "assert v == '2.13.0', f'the reference packages replaced torch 2.13.0 with {v}'")
     session.run("python", "-m", "pytest", str(folder), "-q", "-p", "no:cacheprovider", "-rs", *session.posargs)
 
 

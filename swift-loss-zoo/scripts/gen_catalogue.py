@@ -1,4 +1,4 @@
-"""Generate ``docs/losses.md``, the catalogue of every loss swift-loss-zoo registers.
+"""Generate ``docs/losses.md``, the catalogue of every loss and advantage estimator swift-loss-zoo registers.
 
 The page is built from the registry (``swift_zoo.list_losses()``, restricted to the
 ``swift-loss-zoo`` distribution) and from the loss classes themselves: name, aliases, family
@@ -72,7 +72,10 @@ def hyperparameters(cls: type) -> list[str]:
 
 
 def unit_of(cls: type) -> str:
-    """The reduction unit; a loss that declares its inputs per instance (``weighted_sum``) sets it there too."""
+    """The reduction unit; a loss that declares its inputs per instance (``weighted_sum``) sets it there too, and
+    a policy loss's ``loss_agg_mode`` chooses it."""
+    if "loss_agg_mode" in inspect.signature(cls.__init__).parameters:
+        return f"{cls.reduction_unit} (by default; `loss_agg_mode` sets it)"
     return cls.reduction_unit if cls.inputs else f"per instance (class default: {cls.reduction_unit})"
 
 
@@ -184,12 +187,56 @@ def _render_loss(entry: Any, cls: type) -> list[str]:
     return lines
 
 
+def advantage_section() -> str:
+    """The advantage estimators the distribution registers (``swift_zoo.list_advantages()``), as markdown."""
+    import swift_zoo
+
+    entries = sorted((e for e in swift_zoo.list_advantages() if _normalise_distribution(e.distribution) == DISTRIBUTION),
+                     key=lambda e: e.name)
+    estimators = [(entry, swift_zoo.REGISTRY.load_entry(entry)) for entry in entries]
+    lines = [
+        "",
+        "# Advantage estimators",
+        "",
+        f"Every advantage estimator that `{DISTRIBUTION}` registers ({len(estimators)}; `swift-zoo list advantages`). "
+        "An estimator turns rewards (and a critic's values) into the `advantages` a policy loss reads: "
+        "**sequence** level gives one per response (`[B]`), **token** level one per counted token (`[B, T]`). "
+        "Responses to the same prompt share a `group_ids` value. Use one by name:",
+        "",
+        "```yaml",
+        "training_args:",
+        "  advantage_type: <name>",
+        "  advantage_kwargs: {<hyperparameter>: <value>}",
+        "```",
+        "",
+        "| name | level | equal in | reference | summary |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for entry, cls in estimators:
+        lines.append(f"| [`{entry.name}`](#advantage-{entry.name}) | {cls.level} | {equal_in(cls)} | "
+                     f"{link_reference(entry.spec.reference or cls.reference)} | {_cell(_summary(entry, cls))} |")
+    for entry, cls in estimators:
+        lines += ["", f'<a id="advantage-{entry.name}"></a>', "", f"### advantage `{entry.name}`", "",
+                  _summary(entry, cls), "", f"- **class**: `{entry.spec.target_path}`", f"- **level**: {cls.level}",
+                  f"- **reference**: {link_reference(entry.spec.reference or cls.reference)}"]
+        params = hyperparameters(cls)
+        lines.append("- **hyperparameters**: " + (", ".join(params) if params else "none"))
+        lines.append("- **inputs**:")
+        lines += [f"  - `{spec.describe()}`" + (f" — {spec.doc}" if spec.doc else "") for spec in cls.inputs]
+        if cls.extra_outputs:
+            lines.append("- **extra outputs**: " + ", ".join(f"`{name}`" for name in cls.extra_outputs))
+        if cls.equivalents:
+            lines.append("- **equivalents**:")
+            lines += [f"  - {describe_equivalence(record)}" for record in cls.equivalents]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if the file is stale instead of writing it")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"default: {DEFAULT_OUTPUT}")
     args = parser.parse_args(argv)
-    text = render()
+    text = render() + advantage_section()
     if not args.check:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text, encoding="utf-8")

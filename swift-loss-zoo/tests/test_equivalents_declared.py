@@ -28,11 +28,18 @@ def test_record_is_well_formed(item):
     if record.name.startswith("--"):
         keys = [token[2:] for token in record.name.split() if token.startswith("--")]
         assert keys and all(key.isidentifier() for key in keys)
-    elif record.name.endswith(")"):
-        call = ast.parse(record.name, mode="eval").body
-        assert isinstance(call, ast.Call) and not call.args
+    elif record.name.endswith(")") or ") aggregated by " in record.name:
+        # a config call (keywords only), or a library function called on named tensors (verl's kl_penalty)
+        call = ast.parse(record.name.split(" aggregated by ")[0], mode="eval").body
+        assert isinstance(call, ast.Call) and all(isinstance(arg, ast.Name) for arg in call.args)
         for keyword in call.keywords:
             ast.literal_eval(keyword.value)
+    elif "=" in record.name and not record.name.startswith("-"):
+        # Hydra-style config overrides (verl): "actor.policy_loss.loss_mode='vanilla', actor.loss_agg_mode=..."
+        for override in record.name.split(", "):
+            path, _, value = override.partition("=")
+            assert all(part.isidentifier() for part in path.split(".")), override
+            ast.literal_eval(value)
     else:
         assert not record.equal, f"{record.name!r} is neither a call nor flags: only a documented difference may be"
     assert record.describe().endswith("-- equal" if record.equal else f"-- differs: {record.differs}")

@@ -78,9 +78,9 @@ def test_trl_fields_fill_zoo_kwargs_of_the_same_meaning(tmp_path):
 def test_grpo_fields_follow_trl_semantics(tmp_path):
     args = GRPOConfig(**cpu_config(tmp_path), beta=0.04, epsilon=0.1, max_completion_length=64)
     assert _kwargs("grpo", "dapo", args) == {"beta": 0.04, "epsilon_low": 0.1, "epsilon_high": 0.1,
-                                             "unbiased_kl": True}  # epsilon_high=None means epsilon
+                                             "use_bias_correction_kl": True}  # epsilon_high=None means epsilon
     assert _kwargs("grpo", "dr_grpo", args)["max_completion_length"] == 64
-    assert _kwargs("grpo", "cispo", args) == {"beta": 0.04, "unbiased_kl": True}  # no lower clip, cap left default
+    assert _kwargs("grpo", "cispo", args) == {"beta": 0.04, "use_bias_correction_kl": True}  # no lower clip, cap left default
     capped = GRPOConfig(**cpu_config(tmp_path), epsilon_high=5.0)
     assert _kwargs("grpo", "cispo", capped)["epsilon_high"] == 4.0  # TRL caps at epsilon_high, the zoo at 1 + it
     assert _kwargs("grpo", "sapo", GRPOConfig(**cpu_config(tmp_path), sapo_temperature_neg=2.0))[

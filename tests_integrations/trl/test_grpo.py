@@ -15,7 +15,7 @@ def test_drift_came_from_trl_bias_corrected_kl(model_dir, tmp_path):
     # On-policy the ratio is 1 and the policy equals the reference at step 1, so step 1 agrees; from step 2 the
     # KL is non-zero (and grows) and the gradient gains beta * k3 * grad log pi. A zoo grpo without it drifts exactly there,
     # and equals TRL once TRL's correction is off too.
-    plain = {"loss_type": "grpo", "loss_kwargs": {"unbiased_kl": False}}
+    plain = {"loss_type": "grpo", "loss_kwargs": {"use_bias_correction_kl": False}}
     trl_default = train_steps(make_trainer("GRPOTrainer", model_dir, tmp_path / "t", loss_type="grpo", beta=0.04))
     zoo_plain = train_steps(make_trainer("GRPOTrainer", model_dir, tmp_path / "z", zoo=plain, beta=0.04))
     assert zoo_plain[0]["grad_norm"] == pytest.approx(trl_default[0]["grad_norm"], rel=1e-6)

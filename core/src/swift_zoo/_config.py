@@ -45,6 +45,10 @@ _FALSE = {"false", "no", "off", "0"}
 def _type_name(annotation: Any) -> str:
     if annotation is inspect.Parameter.empty:
         return "any"
+    if annotation is type(None):
+        return "None"
+    if typing.get_origin(annotation) is Literal:
+        return "one of " + ", ".join(repr(choice) for choice in typing.get_args(annotation))
     if isinstance(annotation, type):
         return annotation.__name__
     return str(annotation).replace("typing.", "")

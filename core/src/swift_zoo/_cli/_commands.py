@@ -99,11 +99,13 @@ def describe(entry: Entry) -> dict[str, Any]:
     except (TypeError, ValueError):
         info["signature"] = None
     declared = getattr(target, "inputs", None)
-    if entry.kind == "loss" and getattr(target, "equivalents", ()):
+    if entry.kind in ("loss", "advantage") and getattr(target, "equivalents", ()):
         info["equivalents"] = [e.describe() for e in target.equivalents]
     if entry.kind in ("loss", "advantage") and declared:
         info["inputs"] = [spec.describe() for spec in declared]
         info["reduction_unit"] = getattr(target, "reduction_unit", None)
+        if entry.kind == "advantage":
+            info["level"] = getattr(target, "level", None)
         for flag in ("order_dependent", "batch_dependent"):
             if getattr(target, flag, None):
                 info[flag] = getattr(target, flag)
@@ -127,7 +129,7 @@ def cmd_info(name: str, kind_arg: str | None, *, json_output: bool, out: TextIO)
     if info.get("signature"):
         lines.append(f"signature: {info['signature']}")
     for key in ("state_bytes", "roles", "needs_model", "hooks", "license",
-                "reduction_unit", "order_dependent", "batch_dependent"):
+                "reduction_unit", "level", "order_dependent", "batch_dependent"):
         value = info.get(key)
         if value not in (None, "", (), [], False):
             lines.append(f"{key.replace('_', ' ')}: {', '.join(value) if isinstance(value, (list, tuple)) else value}")

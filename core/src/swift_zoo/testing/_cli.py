@@ -15,7 +15,15 @@ import os
 import sys
 from typing import Any, TextIO
 
-from swift_zoo._registry import REGISTRY, STRICT_ENV, Entry, list_losses, list_optimizers, reload_plugins
+from swift_zoo._registry import (
+    REGISTRY,
+    STRICT_ENV,
+    Entry,
+    list_advantages,
+    list_losses,
+    list_optimizers,
+    reload_plugins,
+)
 from swift_zoo._specs import normalize_name
 
 EXIT_OK, EXIT_FAILED, EXIT_NO_MATCH, EXIT_PLUGIN = 0, 1, 2, 3
@@ -38,19 +46,24 @@ def entry_matches(entry: Entry, target: str) -> bool:
     }
 
 
+def _entries() -> list[Entry]:
+    return [*list_losses(), *list_optimizers(), *list_advantages()]
+
+
 def matching_entries(target: str) -> list[Entry]:
-    """Losses first, then optimizers, whose distribution / plugin / name matches ``target``."""
-    return [e for e in [*list_losses(), *list_optimizers()] if entry_matches(e, target)]
+    """Losses, then optimizers, then advantage estimators whose distribution / plugin / name matches ``target``."""
+    return [e for e in _entries() if entry_matches(e, target)]
 
 
 def _no_match_message(target: str) -> str:
-    entries = [*list_losses(), *list_optimizers()]
+    entries = _entries()
     distributions = sorted({e.distribution for e in entries if e.distribution})
     plugins = sorted({e.plugin.name for e in entries})
     return (
         f"swift-zoo check: nothing matches {target!r} (normalised {_normal(target)!r}). Searched the distribution "
-        f"names, plugin names and entry names of {len(list_losses())} losses and {len(list_optimizers())} "
-        f"optimizers. Distributions: {', '.join(distributions) or 'none'}; plugins: {', '.join(plugins) or 'none'}."
+        f"names, plugin names and entry names of {len(list_losses())} losses, {len(list_optimizers())} "
+        f"optimizers and {len(list_advantages())} advantage estimators. Distributions: "
+        f"{', '.join(distributions) or 'none'}; plugins: {', '.join(plugins) or 'none'}."
     )
 
 
@@ -62,7 +75,7 @@ def _failed_report(entry: Entry, check: str, message: str) -> Any:
 
 def run_entry(entry: Entry, pattern: str | None) -> Any:
     """The :class:`ConformanceReport` of one registry entry (a load failure is a failed ``load`` check)."""
-    from swift_zoo.testing._runner import check_loss, check_optimizer
+    from swift_zoo.testing._runner import check_advantage, check_loss, check_optimizer
 
     try:
         target = REGISTRY.load_entry(entry)
@@ -72,13 +85,15 @@ def run_entry(entry: Entry, pattern: str | None) -> Any:
     try:
         if entry.kind == "loss":
             return check_loss(target, on_fail="collect", checks=pattern, label=entry.qualified_name)
+        if entry.kind == "advantage":
+            return check_advantage(target, on_fail="collect", checks=pattern, label=entry.qualified_name)
         return check_optimizer(entry.qualified_name, on_fail="collect", checks=pattern, label=entry.qualified_name)
     except Exception as exc:
         return _failed_report(entry, "build", f"could not build it for checking: {type(exc).__name__}: {exc}")
 
 
 def run_check_cli(target: str, *, as_json: bool = False, pattern: str | None = None, out: TextIO | None = None) -> int:
-    """Run every check on every loss and optimizer ``target`` matches; print a table or JSON.
+    """Run every check on every loss, optimizer and advantage estimator ``target`` matches; print a table or JSON.
 
     :param target: a distribution (``swift-loss-zoo``), a plugin (``loss_zoo``), an entry name
         (``cross_entropy``) or a qualified name (``loss_zoo:cross_entropy``); normalised.
@@ -106,6 +121,8 @@ def run_check_cli(target: str, *, as_json: bool = False, pattern: str | None = N
             _emit(out, as_json, {"target": target, "ok": False, "error": unselected, "reports": []}, unselected)
             return EXIT_NO_MATCH
         reports = [run_entry(entry, pattern) for entry in entries]
+        if pattern:  # subjects none of whose checks match the pattern (a loss check pattern on an estimator)
+            reports = [report for report in reports if report.results]
     finally:
         if previous is None:
             os.environ.pop(STRICT_ENV, None)

@@ -170,19 +170,7 @@ def check_metadata(loss: Any) -> str:
     """Name, formula docstring, reference, declared inputs, reduction unit, constructor and example."""
     loss = loss_instance(loss)
     cls = type(loss)
-    problems: list[str] = []
-    if not isinstance(cls.name, str) or not _NAME_RE.match(cls.name or ""):
-        problems.append(f"name: expected lower snake case (e.g. 'my_loss'), found {cls.name!r}")
-    doc = (cls.__dict__.get("__doc__") or "").strip()
-    if len(doc.splitlines()) < 2:
-        problems.append("docstring: expected a class docstring with the formula, defaults, inputs and a YAML snippet, "
-                        f"found {('one line: ' + repr(doc)) if doc else 'none'}")
-    elif not any(marker in doc for marker in _FORMULA_MARKERS):
-        problems.append("docstring: expected a formula (a '.. math::' block or an equation), found none")
-    if not cls.reference:
-        problems.append("reference: expected the paper, e.g. 'arXiv:2305.18290', found ''")
-    elif not _REFERENCE_RE.match(cls.reference):
-        problems.append(f"reference: expected 'arXiv:NNNN.NNNNN', a URL or 'doi:...', found {cls.reference!r}")
+    problems = identity_problems(cls, "my_loss", "arXiv:2305.18290")
     if not loss.inputs or not all(isinstance(spec, TensorInput) for spec in loss.inputs):
         problems.append(f"inputs: expected a non-empty tuple of TensorInput, found {loss.inputs!r}")
     else:
@@ -212,12 +200,31 @@ def check_metadata(loss: Any) -> str:
     return f"{len(loss.inputs)} inputs, unit {cls.reduction_unit}, {cls.reference}"
 
 
-def _constructor_problems(loss: BaseLoss) -> list[str]:
+def identity_problems(cls: type, example_name: str, example_reference: str) -> list[str]:
+    """What is wrong with a class's name, formula docstring and reference (losses and estimators alike)."""
+    problems = []
+    if not isinstance(cls.name, str) or not _NAME_RE.match(cls.name or ""):
+        problems.append(f"name: expected lower snake case (e.g. {example_name!r}), found {cls.name!r}")
+    doc = (cls.__dict__.get("__doc__") or "").strip()
+    if len(doc.splitlines()) < 2:
+        problems.append("docstring: expected a class docstring with the formula, defaults, inputs and a YAML snippet, "
+                        f"found {('one line: ' + repr(doc)) if doc else 'none'}")
+    elif not any(marker in doc for marker in _FORMULA_MARKERS):
+        problems.append("docstring: expected a formula (a '.. math::' block or an equation), found none")
+    if not cls.reference:
+        problems.append(f"reference: expected the paper, e.g. {example_reference!r}, found ''")
+    elif not _REFERENCE_RE.match(cls.reference):
+        problems.append(f"reference: expected 'arXiv:NNNN.NNNNN', a URL or 'doi:...', found {cls.reference!r}")
+    return problems
+
+
+def _constructor_problems(loss: Any, base: type = BaseLoss) -> list[str]:
+    """What is wrong with the constructor of ``loss``'s class (a loss, or an estimator with ``base``)."""
     import inspect
 
     problems = []
     init = type(loss).__init__
-    if init is BaseLoss.__init__:
+    if init is base.__init__:
         return problems
     for name, param in inspect.signature(init).parameters.items():
         if name == "self":
@@ -239,23 +246,25 @@ def _constructor_problems(loss: BaseLoss) -> list[str]:
 @runs_single_threaded
 def check_unknown_kwargs_rejected(loss: Any) -> str:
     """``swift_zoo.build_loss(cls, definitely_not_a_kwarg=1)`` raises ``ConfigError``."""
-    loss = loss_instance(loss)
-    cls = type(loss)
+    return unknown_kwargs_rejected("check_unknown_kwargs_rejected", loss_instance(loss), build_loss)
+
+
+def unknown_kwargs_rejected(check: str, subject: Any, builder: Callable[..., Any]) -> str:
+    """The body of the unknown-kwargs checks: ``builder(cls, definitely_not_a_kwarg=1)`` must raise ``ConfigError``."""
+    cls = type(subject)
+    call = f"swift_zoo.{builder.__name__}({cls.__name__}, definitely_not_a_kwarg=1)"
     try:
-        built = build_loss(cls, **dict(cls.example_kwargs()), definitely_not_a_kwarg=1)
+        built = builder(cls, **dict(cls.example_kwargs()), definitely_not_a_kwarg=1)
     except ConfigError as exc:
         return f"ConfigError: {exc}"
     except Exception as exc:
-        message = (
-            f"expected swift_zoo.build_loss({cls.__name__}, definitely_not_a_kwarg=1) to raise "
-            f"swift_zoo.ConfigError, found {type(exc).__name__}: {exc}"
-        )
-        raise _fail("check_unknown_kwargs_rejected", loss, message) from exc
+        message = f"expected {call} to raise swift_zoo.ConfigError, found {type(exc).__name__}: {exc}"
+        raise ConformanceError(check, subject.display_name, message) from exc
     message = (
-        f"expected swift_zoo.build_loss({cls.__name__}, definitely_not_a_kwarg=1) to raise swift_zoo.ConfigError, "
-        f"found it built {built!r}; take keyword-only hyperparameters, never **kwargs"
+        f"expected {call} to raise swift_zoo.ConfigError, found it built {built!r}; take keyword-only "
+        "hyperparameters, never **kwargs"
     )
-    raise _fail("check_unknown_kwargs_rejected", loss, message)
+    raise ConformanceError(check, subject.display_name, message)
 
 
 @runs_single_threaded

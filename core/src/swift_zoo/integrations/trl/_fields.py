@@ -89,7 +89,7 @@ FIELD_MAPPINGS: dict[str, tuple[FieldMapping, ...]] = {
         FieldMapping("max_completion_length", "max_completion_length"),
         FieldMapping("temperature_pos", "sapo_temperature_pos"),
         FieldMapping("temperature_neg", "sapo_temperature_neg"),
-        FieldMapping("unbiased_kl", "use_bias_correction_kl"),
+        FieldMapping("use_bias_correction_kl", "use_bias_correction_kl"),
     ),
 }
 

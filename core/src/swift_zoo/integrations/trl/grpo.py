@@ -20,7 +20,7 @@ batch: ``steps_per_generation * num_iterations`` a multiple of ``gradient_accumu
 
 **KL.** ``GRPOConfig.beta`` fills the zoo ``beta`` (and a ``beta`` given only in ``loss_kwargs`` is
 copied to ``GRPOConfig.beta``, which makes TRL load the reference model and compute
-``ref_per_token_logps``); ``use_bias_correction_kl`` (TRL's default ``True``) fills ``unbiased_kl``: the
+``ref_per_token_logps``); ``use_bias_correction_kl`` (TRL's default ``True``) fills the zoo option of the same name: the
 KL term multiplied by the differentiable importance ratio, which changes the gradient even on-policy.
 
 Refused (``ConfigError`` at construction): ``GRPOConfig.loss_type`` other than its default, a sequence
@@ -51,8 +51,7 @@ class ZooGRPOTrainer(ZooTRLMixin, GRPOTrainer):
 
     ``GRPOConfig`` fills ``beta``, ``epsilon_low`` (``epsilon``), ``epsilon_high`` (``epsilon_high`` or
     ``epsilon``; for ``cispo`` the cap minus one), ``delta``, ``max_completion_length`` (``dr_grpo``),
-    ``temperature_pos``/``temperature_neg`` (``sapo_temperature_*``) and ``unbiased_kl``
-    (``use_bias_correction_kl``).
+    ``temperature_pos``/``temperature_neg`` (``sapo_temperature_*``) and ``use_bias_correction_kl``.
     """
 
     trl_kind: ClassVar[str] = "grpo"
