@@ -9,15 +9,7 @@ from __future__ import annotations
 
 import pytest
 import tiny
-from conftest import assert_same_steps, make_trainer, train_steps
-from datasets import Dataset
-
-
-def uneven_sft():
-    # completions of 1 to 4 words: micro-batches hold different token counts
-    return Dataset.from_list([{"prompt": tiny.prompt(w), "completion": tiny.answer(" ".join([w] * (1 + i % 4)))}
-                              for i, w in enumerate(tiny.WORDS)])
-
+from conftest import assert_same_steps, make_trainer, train_steps, uneven_sft
 
 CASES = [
     ("SFTTrainer", {"loss_type": "cross_entropy"}, uneven_sft),
