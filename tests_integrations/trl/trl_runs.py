@@ -41,13 +41,26 @@ def uneven_sft():
                               for i, w in enumerate(tiny.WORDS)])
 
 
-KINDS = {  # kind: (TRL trainer, zoo trainer, config class, dataset builder, per-kind arguments)
-    "SFTTrainer": ("SFTTrainer", "ZooSFTTrainer", "SFTConfig", tiny.sft_dataset, {}),
-    "DPOTrainer": ("DPOTrainer", "ZooDPOTrainer", "DPOConfig", tiny.preference_dataset, {}),
-    "KTOTrainer": ("KTOTrainer", "ZooKTOTrainer", "KTOConfig", tiny.unpaired_dataset, {}),
-    "GRPOTrainer": ("GRPOTrainer", "ZooGRPOTrainer", "GRPOConfig", tiny.prompt_dataset,
+ZOO = "swift_zoo.integrations.trl"
+KINDS = {  # kind: (TRL trainer, zoo trainer, config class as "module:name", dataset builder, per-kind arguments)
+    "SFTTrainer": ("trl:SFTTrainer", f"{ZOO}:ZooSFTTrainer", "trl:SFTConfig", tiny.sft_dataset, {}),
+    "DPOTrainer": ("trl:DPOTrainer", f"{ZOO}:ZooDPOTrainer", "trl:DPOConfig", tiny.preference_dataset, {}),
+    "KTOTrainer": ("trl:KTOTrainer", f"{ZOO}:ZooKTOTrainer", "trl:KTOConfig", tiny.unpaired_dataset, {}),
+    "GRPOTrainer": ("trl:GRPOTrainer", f"{ZOO}:ZooGRPOTrainer", "trl:GRPOConfig", tiny.prompt_dataset,
                     {"num_generations": 4, "max_completion_length": 8, "per_device_train_batch_size": 4}),
+    "CPOTrainer": ("trl.experimental.cpo:CPOTrainer", f"{ZOO}.experimental:ZooCPOTrainer",
+                   "trl.experimental.cpo:CPOConfig", tiny.preference_dataset, {}),
+    "ORPOTrainer": ("trl.experimental.orpo:ORPOTrainer", f"{ZOO}.experimental:ZooORPOTrainer",
+                    "trl.experimental.orpo:ORPOConfig", tiny.preference_dataset, {}),
 }
+
+
+def load(path: str):
+    """``"module:name"`` imported."""
+    import importlib
+
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def make_trainer(kind: str, model_dir: Path, output_dir: Path, *, zoo: dict | None = None, dataset=None,
@@ -58,14 +71,11 @@ def make_trainer(kind: str, model_dir: Path, output_dir: Path, *, zoo: dict | No
     :param trainer_class: instead of the class named in ``KINDS`` (a recording subclass, say).
     :param trainer_kwargs: more arguments of the trainer itself (GRPO's ``rollout_func``...).
     """
-    import trl
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    import swift_zoo.integrations.trl as zoo_trl
-
-    trl_name, zoo_name, config_name, data, extra = KINDS[kind]
-    cls = trainer_class or (getattr(trl, trl_name) if zoo is None else getattr(zoo_trl, zoo_name))
-    args = getattr(trl, config_name)(**common_args(output_dir, **{**extra, **config}))
+    trl_path, zoo_path, config_path, data, extra = KINDS[kind]
+    cls = trainer_class or load(trl_path if zoo is None else zoo_path)
+    args = load(config_path)(**common_args(output_dir, **{**extra, **config}))
     kwargs = {"args": args, "train_dataset": dataset if dataset is not None else data(),
               "processing_class": AutoTokenizer.from_pretrained(model_dir), **(trainer_kwargs or {})}
     if zoo is not None:
