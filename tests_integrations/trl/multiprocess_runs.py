@@ -105,6 +105,8 @@ GRPO = {"num_generations": 4, "steps_per_generation": 4, "gradient_accumulation_
 CASES = {
     # tokens: completions of 1 to 4 words
     "sft": Case("SFTTrainer", {"loss_type": "cross_entropy"}, 2, uneven_sft),
+    # the same from the hidden states and the LM head, outside the model's forward (DDP must still reduce its grad)
+    "sft_fused": Case("SFTTrainer", {"loss_type": "fused_linear_cross_entropy"}, 2, uneven_sft),
     # pairs: 15 pairs, so the last micro-batch of each epoch has 2 pairs on rank 0 and 1 on rank 1
     "dpo": Case("DPOTrainer", {"loss_type": "dpo"}, 2, lambda: tiny.preference_dataset(15),
                 {"accelerator_config": {"even_batches": False}}),

@@ -1,6 +1,7 @@
 """Two processes equal one: the zoo TRL trainers under DDP (``torchrun``, gloo on CPU, ``use_cpu=True``) with
 each rank holding a different number of loss units give the loss, gradient norm and final parameters of one
-process on the whole batch, for a token loss (SFT ``cross_entropy``), a pair loss (DPO ``dpo``) and GRPO
+process on the whole batch, for a token loss (SFT ``cross_entropy``, and ``fused_linear_cross_entropy``, whose
+LM-head gradient comes from outside the model's forward), a pair loss (DPO ``dpo``) and GRPO
 token-normalised (``dapo``) and sequence-normalised (``grpo``, with the reference KL) with
 ``steps_per_generation = 4`` over accumulation windows of 2 (two windows per generation batch, the second
 off-policy). The control runs the SFT case with the pre-fix normalisation (each rank's own count, no factor for
@@ -20,7 +21,7 @@ import torch
 from conftest import STEPS
 
 RUNNER = Path(__file__).with_name("multiprocess_runs.py")
-EXACT = ["sft", "dpo", "grpo_dapo", "grpo_grpo"]
+EXACT = ["sft", "sft_fused", "dpo", "grpo_dapo", "grpo_grpo"]
 CONTROL = "sft_local_count"
 TIMEOUT_S = 600
 
