@@ -1,5 +1,6 @@
 """Gradient accumulation is exact in the zoo trainers: 4 micro-batches of 1 give the loss and gradient norm
 of 1 batch of 4 at every step, on completions of different lengths (so a per-micro-batch mean would not).
+CPO and ORPO are ``ZooCPOTrainer`` / ``ZooORPOTrainer`` over ``trl.experimental``.
 
 GRPO is not here: changing the micro-batch size changes TRL's sampling of completions, so the two runs
 train on different data; its window count is checked against TRL's own exact case in test_equivalents
@@ -9,15 +10,7 @@ from __future__ import annotations
 
 import pytest
 import tiny
-from conftest import assert_same_steps, make_trainer, train_steps
-from datasets import Dataset
-
-
-def uneven_sft():
-    # completions of 1 to 4 words: micro-batches hold different token counts
-    return Dataset.from_list([{"prompt": tiny.prompt(w), "completion": tiny.answer(" ".join([w] * (1 + i % 4)))}
-                              for i, w in enumerate(tiny.WORDS)])
-
+from conftest import assert_same_steps, make_trainer, train_steps, uneven_sft
 
 CASES = [
     ("SFTTrainer", {"loss_type": "cross_entropy"}, uneven_sft),
@@ -26,6 +19,8 @@ CASES = [
     ("DPOTrainer", {"loss_type": "dpo"}, tiny.preference_dataset),
     ("DPOTrainer", {"loss_type": "simpo"}, tiny.preference_dataset),
     ("KTOTrainer", {"loss_type": "apo_zero_unpaired"}, tiny.unpaired_dataset),
+    ("CPOTrainer", {"loss_type": "cpo"}, tiny.preference_dataset),
+    ("ORPOTrainer", {"loss_type": "orpo"}, tiny.preference_dataset),
 ]
 
 

@@ -35,13 +35,10 @@ class RecordingTrainer(ZooGRPOTrainer):
         return super()._compute_loss(model, inputs)
 
 
-def test_window_count_is_exact_when_a_generation_spans_two_windows(model_dir, tmp_path, monkeypatch):
+def test_window_count_is_exact_when_a_generation_spans_two_windows(model_dir, tmp_path):
     # steps_per_generation 4 = 2 windows of 2 micro-steps per generation batch: TRL's dapo rescales the generation
     # batch's token count by 2 / 4; the zoo counts each window's own tokens.
-    import swift_zoo.integrations.trl as zoo_trl
-
-    monkeypatch.setattr(zoo_trl, "ZooGRPOTrainer", RecordingTrainer)
-    trainer = make_trainer("GRPOTrainer", model_dir, tmp_path, zoo={"loss_type": "dapo"},
+    trainer = make_trainer("GRPOTrainer", model_dir, tmp_path, zoo={"loss_type": "dapo"}, trainer_class=RecordingTrainer,
                            per_device_train_batch_size=2, num_generations=2, steps_per_generation=4,
                            max_completion_length=12)
     trainer.records = []

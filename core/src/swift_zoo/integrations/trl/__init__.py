@@ -4,7 +4,9 @@
 arguments plus ``zoo_config={"loss_type": ..., "loss_kwargs": {...}}`` (and optionally
 ``optimizer_type``/``optimizer_kwargs``, ``lr_scheduler_type``). They override TRL's private loss
 methods, hence the pinned range. ``TRL_EQUIVALENTS`` says which zoo loss equals which TRL
-``loss_type`` and where they differ.
+``loss_type`` and where they differ. ``ZooCPOTrainer`` and ``ZooORPOTrainer`` (over ``trl.experimental``)
+are in :mod:`swift_zoo.integrations.trl.experimental`, so that importing this module does not import TRL's
+experimental code.
 """
 
 from swift_zoo.integrations.trl._names import TRL_EQUIVALENTS, TRLEquivalent, equivalents_markdown

@@ -13,8 +13,11 @@
   up to the window's loss, and the gradient is the full-batch gradient, whatever the split. Without a
   count (evaluation, a unit the trainer cannot count) the loss is the local mean, divided by the
   accumulation steps in training.
-* **Metrics.** The loss's ``metrics`` go, averaged over ranks, into TRL's own ``self._metrics[mode]``,
-  which TRL's ``log`` averages per logging step into ``state.log_history``.
+* **Metrics.** The loss's ``metrics`` go, averaged over ranks, into TRL's own ``self._metrics[mode]``
+  (:meth:`_store_metric`), which TRL's ``log`` averages per logging step into ``state.log_history``. A
+  loss metric is a mean over one rank's micro-batch, so with ranks holding different numbers of units
+  its rank average is not the mean over all units (the loss and gradient are exact; the metrics are
+  diagnostics).
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from swift_zoo.integrations.trl._inputs import check_supplied
 class ZooTRLMixin(ZooComponentsMixin):
     """Placed before a TRL trainer class: ``class ZooDPOTrainer(ZooTRLMixin, DPOTrainer)``.
 
-    A subclass sets ``trl_kind`` (``"sft"``, ``"dpo"``, ``"kto"``, ``"grpo"``), ``trl_config_class`` and
+    A subclass sets ``trl_kind`` (``"sft"``, ``"dpo"``, ``"kto"``, ``"grpo"``; ``"cpo"``, ``"orpo"`` in
+    :mod:`.experimental`), ``trl_config_class`` and
     implements :meth:`_zoo_units` (the units of the loss in one collated batch, or ``None``).
     """
 
@@ -155,4 +159,15 @@ class ZooTRLMixin(ZooComponentsMixin):
         values = torch.stack([metrics[k].detach().float().reshape(()) for k in keys]).to(self.accelerator.device)
         values = self.accelerator.gather(values.unsqueeze(0)).mean(0)
         for key, value in zip(keys, values.tolist()):
-            self._metrics[mode][key].append(value)
+            self._store_metric(mode, key, value)
+
+    def _store_metric(self, mode: str, key: str, value: float) -> None:
+        """Where the TRL trainer keeps a metric until its ``log`` averages it (``self._metrics`` in TRL 1.16's
+        trainers; a subclass for another store)."""
+        self._metrics[mode][key].append(value)
+
+    def _mean_over_ranks(self, values: torch.Tensor) -> float:
+        """The mean of ``values`` over every element of every rank, also when ranks hold different numbers."""
+        totals = torch.stack([values.detach().float().sum(), torch.tensor(float(values.numel()), device=values.device)])
+        totals = self.accelerator.reduce(totals, reduction="sum")
+        return (totals[0] / totals[1].clamp(min=1.0)).item()

@@ -35,6 +35,21 @@ def _cispo_epsilon_high(args: Any) -> Any:
     return None if args.epsilon_high is None else args.epsilon_high - 1.0
 
 
+def _cpo_loss_type(args: Any) -> Any:
+    # CPOConfig.loss_type sigmoid / hinge / ipo is the zoo cpo's own loss_type; "simpo" is the zoo loss simpo
+    return args.loss_type if args.loss_type in ("sigmoid", "hinge", "ipo") else None
+
+
+def _simpo_gamma_ratio(args: Any) -> Any:
+    # TRL's CPO simpo subtracts simpo_gamma / beta from the average log-prob margin before multiplying by beta
+    return args.simpo_gamma / args.beta
+
+
+def _alphapo_alpha(args: Any) -> Any:
+    # CPOConfig.alpha = 0 means "no AlphaPO reward": leave the zoo alphapo's own default
+    return args.alpha or None
+
+
 @dataclass(frozen=True)
 class FieldMapping:
     """``zoo_kwarg`` of a zoo loss filled from the TRL config field ``trl_field``.
@@ -91,6 +106,20 @@ FIELD_MAPPINGS: dict[str, tuple[FieldMapping, ...]] = {
         FieldMapping("temperature_neg", "sapo_temperature_neg"),
         FieldMapping("use_bias_correction_kl", "use_bias_correction_kl"),
     ),
+    "cpo": (
+        FieldMapping("beta", "beta"),
+        FieldMapping("label_smoothing", "label_smoothing"),
+        FieldMapping("loss_type", "loss_type", read=_cpo_loss_type, losses=frozenset({"cpo"}),
+                     note="sigmoid, hinge or ipo"),
+        FieldMapping("cpo_alpha", "cpo_alpha", losses=frozenset({"cpo"})),
+        FieldMapping("sft_weight", "cpo_alpha", losses=frozenset({"simpo", "alphapo"})),
+        FieldMapping("gamma_beta_ratio", "simpo_gamma", read=_simpo_gamma_ratio, losses=frozenset({"simpo", "alphapo"}),
+                     note="simpo_gamma / beta"),
+        FieldMapping("alpha", "alpha", read=_alphapo_alpha, losses=frozenset({"alphapo"})),
+    ),
+    "orpo": (
+        FieldMapping("beta", "beta"),
+    ),
 }
 
 
@@ -108,7 +137,7 @@ def loss_kwargs_from_config(trainer: str, owner: str, loss_cls: type, args: Any,
                             loss_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The zoo loss's kwargs: mapped TRL config fields, then ``loss_kwargs`` on top.
 
-    :param trainer: ``"sft"``, ``"dpo"``, ``"kto"`` or ``"grpo"``.
+    :param trainer: a key of :data:`FIELD_MAPPINGS` (``"sft"``, ``"dpo"``, ..., ``"cpo"``, ``"orpo"``).
     :param owner: the trainer class name, for messages.
     :raises ConfigError: a hyperparameter set both in the TRL config and, differently, in ``loss_kwargs``.
     """

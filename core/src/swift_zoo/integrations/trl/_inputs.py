@@ -18,6 +18,8 @@ TRAINER_NAMES = {
     "dpo": "ZooDPOTrainer",
     "kto": "ZooKTOTrainer",
     "grpo": "ZooGRPOTrainer",
+    "cpo": "ZooCPOTrainer",
+    "orpo": "ZooORPOTrainer",
 }
 
 #: The ``model_outputs`` keys (and ``labels``) each trainer builds from TRL's batch.
@@ -36,6 +38,9 @@ SUPPLIED_INPUTS: dict[str, frozenset[str]] = {
     "grpo": frozenset({
         "per_token_logps", "old_per_token_logps", "ref_per_token_logps", "advantages", "completion_mask",
     }),
+    # trl.experimental's CPO and ORPO trainers: summed completion log-probs and token counts, no reference model
+    "cpo": frozenset({"policy_chosen_logps", "policy_rejected_logps", "chosen_lengths", "rejected_lengths"}),
+    "orpo": frozenset({"policy_chosen_logps", "policy_rejected_logps", "chosen_lengths", "rejected_lengths"}),
 }
 
 

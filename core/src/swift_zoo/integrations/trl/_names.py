@@ -13,12 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+_CPO_NLL = ("with cpo_alpha > 0 the NLL on chosen is per pair in the zoo, one token mean per micro-batch in TRL "
+            "(equal when the chosen completions have equal lengths)")
+
 
 @dataclass(frozen=True)
 class TRLEquivalent:
     """A zoo loss in a zoo trainer and the TRL trainer setting of the same meaning.
 
-    :param trainer: the TRL trainer (``"SFTTrainer"``...); the zoo trainer is ``"Zoo" + trainer``.
+    :param trainer: the TRL trainer (``"SFTTrainer"``...; ``CPOTrainer`` and ``ORPOTrainer`` are in
+        ``trl.experimental``); the zoo trainer is ``"Zoo" + trainer``.
     :param trl_loss_type: TRL's ``loss_type`` (plus ``trl_config``, set on both runs).
     :param zoo_loss: the zoo ``loss_type``, with ``zoo_kwargs`` in ``loss_kwargs``.
     :param compared: run against TRL in the test suite, equal per logged step.
@@ -59,13 +63,16 @@ TRL_EQUIVALENTS: tuple[TRLEquivalent, ...] = (
     TRLEquivalent("DPOTrainer", "sigmoid + sft (loss_weights [1, alpha])", "rpo", compared=False,
                   difference="the zoo averages the chosen NLL per pair (length-normalised), TRL over all chosen "
                              "tokens of the micro-batch"),
-    TRLEquivalent("CPOTrainer (trl.experimental)", "simpo", "simpo", compared=False,
-                  difference="reference-free: in ZooDPOTrainer with no reference model; TRL's CPOTrainer has its "
-                             "own tokenisation and full logits"),
-    TRLEquivalent("CPOTrainer (trl.experimental)", "sigmoid / hinge / ipo", "cpo", compared=False,
-                  difference="as simpo; cpo_alpha's NLL is per pair in the zoo, per token in TRL"),
-    TRLEquivalent("ORPOTrainer (trl.experimental)", "orpo", "orpo", compared=False,
-                  difference="as simpo; the NLL is per pair (length-normalised) in the zoo, per token in TRL"),
+    TRLEquivalent("CPOTrainer", "sigmoid", "cpo", {"cpo_alpha": 0.0}, difference=_CPO_NLL),
+    TRLEquivalent("CPOTrainer", "hinge", "cpo", {"cpo_alpha": 0.0}, {"loss_type": "hinge"}, difference=_CPO_NLL),
+    TRLEquivalent("CPOTrainer", "ipo", "cpo", {"cpo_alpha": 0.0}, {"loss_type": "ipo"}, difference=_CPO_NLL),
+    TRLEquivalent("CPOTrainer", "simpo", "simpo", {"cpo_alpha": 0.0},
+                  difference="TRL's simpo_gamma is the zoo's gamma_beta_ratio * beta (mapped); " + _CPO_NLL),
+    TRLEquivalent("CPOTrainer", "simpo", "alphapo", {"cpo_alpha": 0.0, "alpha": 0.25}, difference=_CPO_NLL),
+    TRLEquivalent("ORPOTrainer", "orpo", "orpo", compared=False,
+                  difference="the odds-ratio term equals TRL's odds_ratio_loss (tested per micro-step); TRL's NLL "
+                             "covers the prompt and the chosen completion, one token mean per micro-batch, the "
+                             "zoo's the chosen completion only, per pair"),
     TRLEquivalent("KTOTrainer", "kto", "kto"),
     TRLEquivalent("KTOTrainer", "apo_zero_unpaired", "apo_zero_unpaired"),
     TRLEquivalent("GRPOTrainer", "grpo", "grpo", {"beta": 0.04},

@@ -114,8 +114,8 @@ class ZooDPOTrainer(ZooTRLMixin, DPOTrainer):
         loss = self._zoo_loss(model_outputs, num_items_in_batch=num_items_in_batch, mode=mode)
 
         if "logps/chosen" not in self.zoo_loss.metrics:  # TRL's names, unless the loss records them itself
-            self._metrics[mode]["logps/chosen"].append(self.accelerator.gather(chosen.detach()).mean().item())
-            self._metrics[mode]["logps/rejected"].append(self.accelerator.gather(rejected.detach()).mean().item())
+            self._store_metric(mode, "logps/chosen", self._mean_over_ranks(chosen))
+            self._store_metric(mode, "logps/rejected", self._mean_over_ranks(rejected))
         if mode == "train":
             seen = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
             self._total_train_tokens += seen // self._tp_size
