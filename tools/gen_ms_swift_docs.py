@@ -35,7 +35,7 @@ def name_rows() -> list[tuple[str, str, str]]:
             continue
         cls = swift_zoo.REGISTRY.load_entry(entry)
         if not cls.inputs:  # declared per instance (weighted_sum): its terms decide
-            rows.append((entry.name, "where its terms run (all terms must be of one family)", "composition"))
+            rows.append((entry.name, "where the losses it wraps run", "composition"))
             continue
         family = classify(cls.inputs)
         where = "not wired" if family.unsupported else f"`{family.where}`"

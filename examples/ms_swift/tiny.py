@@ -7,8 +7,9 @@
   saved with ``save_pretrained``; nothing is downloaded;
 * ``DIR/data``: ``sft.jsonl`` (messages), ``dpo.jsonl`` (messages + ``rejected_response``), ``kto.jsonl``
   (messages + ``label``), ``embedding.jsonl`` (anchor, positive, 2 negatives), ``embedding_pairs.jsonl``
-  (anchor, positive, a similarity ``label``), ``reranker.jsonl`` (query, positive, 3 negatives), 64 rows
-  each, in ms-swift's dataset formats (``--task_type embedding`` / ``reranker`` for the last three).
+  (anchor, positive, a similar (1) or dissimilar (0) ``label``), ``reranker.jsonl`` (query, positive,
+  3 negatives), 64 rows each, in ms-swift's dataset formats (``--task_type embedding`` / ``reranker``
+  for the last three).
 
 ms-swift needs ``--model_type llama --template chatml --check_model false`` for this model (a bare
 ``LlamaForCausalLM`` matches several model types, and the model check calls the hub).
@@ -69,7 +70,7 @@ def write_datasets(folder: str | Path, seed: int = 0) -> dict[str, Path]:
         for u, (_, good, _) in zip(user, rows)]
     records["embedding_pairs"] = [
         {"messages": [u], "positive_messages": [[{"role": "user", "content": good if i % 2 else bad}]],
-         "label": 0.9 if i % 2 else 0.1}
+         "label": 1.0 if i % 2 else 0.0}
         for i, (u, (_, good, bad)) in enumerate(zip(user, rows))]
     records["reranker"] = [
         {"messages": [u], "positive_messages": [[{"role": "assistant", "content": good}]],

@@ -40,6 +40,12 @@ def test_reference_free_loss_skips_the_reference(tiny_run, monkeypatch):
     assert calls.count(True) == calls.count(False) > 0
 
 
+def test_zoo_sft_equals_dpo_sft(tiny_run, same_steps):
+    """The chosen NLL under the DPO trainer: reference-free in the zoo (no reference pass), equal to ms-swift's."""
+    same_steps(tiny_run("rlhf", "--rlhf_type", "dpo", "--loss_type", "zoo:sft", data_name="dpo"),
+               tiny_run("rlhf", "--rlhf_type", "dpo", "--loss_type", "sft", data_name="dpo"))
+
+
 def test_zoo_and_builtin_loss_types_mix(tiny_run, same_steps):
     """--loss_type zoo:dpo sigmoid --loss_weights 0.5 0.5 is plain DPO."""
     same_steps(tiny_run("rlhf", "--rlhf_type", "dpo", "--loss_type", "zoo:dpo", "sigmoid",

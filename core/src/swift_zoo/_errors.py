@@ -7,7 +7,8 @@ SwiftZooError
  ├── UnknownNameError (+ KeyError)
  │    ├── UnknownLossError
  │    ├── UnknownOptimizerError
- │    └── UnknownSchedulerError
+ │    ├── UnknownSchedulerError
+ │    └── UnknownAdvantageError
  ├── AmbiguousNameError (+ KeyError)
  ├── PluginLoadError
  ├── PluginImportError (+ ImportError)
@@ -15,6 +16,9 @@ SwiftZooError
  ├── ConfigError (+ ValueError)
  ├── LossInputError (+ ValueError)
  ├── OptimizerModeError (+ RuntimeError)
+ ├── OptimizerStateError (+ ValueError)
+ ├── UnsupportedShardingError (+ RuntimeError)
+ ├── NonFiniteGradientError (+ FloatingPointError)
  └── ConformanceError (+ AssertionError)
 """
 
@@ -23,14 +27,16 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 
+from swift_zoo._isolation import describe_exit, last_line
+
 
 class SwiftZooError(Exception):
     """Base class of every error raised by swift zoo."""
 
 
-def close_matches(name: str, possibilities: Iterable[str], n: int = 3) -> list[str]:
-    """The up-to-``n`` names of ``possibilities`` closest to ``name`` (difflib, cutoff 0.6)."""
-    return difflib.get_close_matches(name, sorted(set(possibilities)), n=n, cutoff=0.6)
+def close_matches(name: str, possibilities: Iterable[str], n: int = 3, *, cutoff: float = 0.6) -> list[str]:
+    """The up-to-``n`` names of ``possibilities`` closest to ``name`` (difflib similarity >= ``cutoff``)."""
+    return difflib.get_close_matches(name, sorted(set(possibilities)), n=n, cutoff=cutoff)
 
 
 class UnknownNameError(SwiftZooError, KeyError):
@@ -84,21 +90,25 @@ class UnknownSchedulerError(UnknownNameError):
     plural = "schedulers"
 
 
+class UnknownAdvantageError(UnknownNameError):
+    kind = "advantage estimator"
+    plural = "advantage estimators"
+
+
 class AmbiguousNameError(SwiftZooError, KeyError):
     """A bare name that several plugins provide with different targets."""
 
-    def __init__(self, kind: str, name: str, candidates: Sequence[tuple[str, str]]) -> None:
-        # candidates: (qualified name, "distribution version")
+    def __init__(self, kind: str, name: str, candidates: Sequence[tuple[str, str]], *, reason: str = "") -> None:
+        # candidates: (qualified name, "distribution version"); reason: why, when not "several plugins provide it"
         self.kind = kind
         self.name = name
         self.candidates = tuple(candidates)
+        self.reason = reason
         super().__init__(self.format_message())
 
     def format_message(self) -> str:
-        lines = [
-            f"{self.kind} name {self.name!r} is ambiguous: {len(self.candidates)} plugins provide it."
-            " Use a qualified name:"
-        ]
+        reason = self.reason or f"{len(self.candidates)} plugins provide it"
+        lines = [f"{self.kind} name {self.name!r} is ambiguous: {reason}. Use a qualified name:"]
         lines += [f"  {qualified}  (from {origin})" for qualified, origin in self.candidates]
         return "\n".join(lines)
 
@@ -118,6 +128,7 @@ class PluginLoadError(SwiftZooError):
         entry_point: str,
         error: BaseException,
         stage: str = "import",
+        output: str = "",
     ) -> None:
         self.plugin = plugin
         self.distribution = distribution
@@ -125,6 +136,7 @@ class PluginLoadError(SwiftZooError):
         self.entry_point = entry_point
         self.error = error
         self.stage = stage
+        self.output = output  # what the plugin printed while it ran (captured, not shown on the host's streams)
         super().__init__(self.format_message())
 
     @property
@@ -135,7 +147,9 @@ class PluginLoadError(SwiftZooError):
 
     @property
     def error_summary(self) -> str:
-        return f"{type(self.error).__name__}: {self.error}"
+        summary = describe_exit(self.error)
+        printed = last_line(self.output)
+        return f"{summary} (it printed: {printed!r})" if printed else summary
 
     def format_message(self) -> str:
         uninstall = f" or `pip uninstall {self.distribution}`" if self.distribution else ""
@@ -149,14 +163,16 @@ class PluginLoadError(SwiftZooError):
 class PluginImportError(SwiftZooError, ImportError):
     """A lazy ``"module:attr"`` target that could not be imported."""
 
-    def __init__(self, qualified_name: str, target: str, origin: str, error: BaseException) -> None:
+    def __init__(self, qualified_name: str, target: str, origin: str, error: BaseException, output: str = "") -> None:
         self.qualified_name = qualified_name
         self.target = target
         self.origin = origin
         self.error = error
+        self.output = output
+        printed = last_line(output)
         super().__init__(
             f"{qualified_name} (from {origin}) points at {target!r}, which could not be imported: "
-            f"{type(error).__name__}: {error}"
+            f"{describe_exit(error)}" + (f" (it printed: {printed!r})" if printed else "")
         )
 
 
@@ -181,6 +197,23 @@ class LossInputError(SwiftZooError, ValueError):
 
 class OptimizerModeError(SwiftZooError, RuntimeError):
     """An optimizer was used in the wrong mode (e.g. schedule-free ``step()`` in eval mode)."""
+
+
+class OptimizerStateError(SwiftZooError, ValueError):
+    """A state dict that this optimizer cannot load (saved by another optimizer kind, or malformed)."""
+
+
+class UnsupportedShardingError(SwiftZooError, RuntimeError):
+    """An optimizer met parameters sharded in a way its method cannot be correct on (raised at the first
+    step, naming the optimizer, the wrapper and what to do instead): never a silent wrong update."""
+
+
+class NonFiniteGradientError(SwiftZooError, FloatingPointError):
+    """A gradient held NaN or Inf and the optimizer's policy is ``"raise"`` (see :class:`swift_zoo.optim.ZooOptimizer`)."""
+
+    def __init__(self, message: str, *, parameters: Sequence[str] = ()) -> None:
+        self.parameters = tuple(parameters)
+        super().__init__(message)
 
 
 class ConformanceError(SwiftZooError, AssertionError):

@@ -44,3 +44,8 @@ def swift_zoo_register_optimizers() -> Iterable[Any]:
 @hookspec
 def swift_zoo_register_schedulers() -> Iterable[Any]:
     """Return the LR schedules this plugin provides: :class:`SchedulerSpec` records."""
+
+
+@hookspec
+def swift_zoo_register_advantages() -> Iterable[Any]:
+    """Return the advantage estimators this plugin provides: :class:`AdvantageSpec` records or classes."""

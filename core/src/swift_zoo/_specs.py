@@ -8,10 +8,12 @@ Plugins may also return bare classes; the spec is then read from class attribute
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
+from swift_zoo._capability import DistributedCapability
 from swift_zoo._errors import InvalidPluginError
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -73,7 +75,13 @@ class Spec:
 
     def metadata(self) -> dict[str, Any]:
         """Every field but the target, as plain values (for ``--json`` listings)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "target"}
+        data = {}
+        for f in fields(self):
+            if f.name == "target":
+                continue
+            value = getattr(self, f.name)
+            data[f.name] = value.as_dict() if dataclasses.is_dataclass(value) else value
+        return data
 
 
 @dataclass(frozen=True)
@@ -94,7 +102,9 @@ class OptimizerSpec(Spec):
     :param needs_model: the constructor needs the model (names, modules), not bare params.
     :param hooks: extra methods a trainer must call, e.g. ``("train", "eval")`` (schedule-free).
     :param license: a note when the reference implementation carries a restrictive license.
-    :param distributed: what does not work under FSDP / ZeRO / sharded parameters.
+    :param distributed: a :class:`~swift_zoo.DistributedCapability`: for DDP, FSDP2, ZeRO-1/2, ZeRO-3 and FSDP1
+        flat parameters, supported (tested equal to one process) or refused (a clear error), and how. The
+        optimizer class carries the same record as its ``distributed`` attribute (the suite checks they agree).
     """
 
     kind: ClassVar[str] = "optimizer"
@@ -104,7 +114,23 @@ class OptimizerSpec(Spec):
     needs_model: bool = False
     hooks: tuple[str, ...] = ()
     license: str = ""
-    distributed: str = ""
+    distributed: DistributedCapability = DistributedCapability()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.distributed, DistributedCapability):
+            message = (
+                f"optimizer {self.name!r}: distributed must be a swift_zoo.DistributedCapability record "
+                f"(per wrapper: Support('supported' | 'refused' | 'untested', how)), got {type(self.distributed).__name__}"
+            )
+            raise InvalidPluginError(message)
+
+
+@dataclass(frozen=True)
+class AdvantageSpec(Spec):
+    """An advantage estimator: a :class:`swift_zoo.advantages.BaseAdvantage` subclass (or a string pointing at one)."""
+
+    kind: ClassVar[str] = "advantage"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Three ways to use it:
 
-* ``check_loss(obj)`` / ``check_optimizer(cls)`` return a :class:`ConformanceReport`
+* ``check_loss(obj)`` / ``check_optimizer(cls)`` / ``check_advantage(obj)`` return a :class:`ConformanceReport`
   (``on_fail="raise"`` raises :class:`swift_zoo.ConformanceError` at the first failure);
 * ``@parametrize_with_checks([...])`` turns every (subject, check) pair into a pytest case;
 * ``swift-zoo check <distribution|name>`` (:func:`run_check_cli`) prints a table and exits non-zero
@@ -18,6 +18,19 @@ import importlib
 from typing import Any
 
 _LAZY = {
+    "ADVANTAGE_CHECKS": "swift_zoo.testing._advantage_checks",
+    "check_advantage_metadata": "swift_zoo.testing._advantage_checks",
+    "check_advantage_unknown_kwargs_rejected": "swift_zoo.testing._advantage_checks",
+    "check_advantage_output": "swift_zoo.testing._advantage_checks",
+    "check_advantage_deterministic": "swift_zoo.testing._advantage_checks",
+    "check_advantage_inputs_not_mutated": "swift_zoo.testing._advantage_checks",
+    "check_advantage_masking": "swift_zoo.testing._advantage_checks",
+    "check_advantage_permutation": "swift_zoo.testing._advantage_checks",
+    "check_advantage_degenerate_groups": "swift_zoo.testing._advantage_checks",
+    "check_advantage_extra_outputs": "swift_zoo.testing._advantage_checks",
+    "check_advantage_low_precision": "swift_zoo.testing._advantage_checks",
+    "advantage_checks": "swift_zoo.testing._runner",
+    "check_advantage": "swift_zoo.testing._runner",
     "CheckResult": "swift_zoo.testing._report",
     "CheckSkipped": "swift_zoo.testing._report",
     "ConformanceReport": "swift_zoo.testing._report",
@@ -31,6 +44,7 @@ _LAZY = {
     "check_cuda": "swift_zoo.testing._loss_checks",
     "check_deterministic": "swift_zoo.testing._loss_checks",
     "check_extreme_inputs": "swift_zoo.testing._loss_checks",
+    "check_foreign_state_refused": "swift_zoo.testing._optimizer_checks",
     "check_gradcheck": "swift_zoo.testing._loss_checks",
     "check_gradients_reach_inputs": "swift_zoo.testing._loss_checks",
     "check_inputs_not_mutated": "swift_zoo.testing._loss_checks",
@@ -40,6 +54,7 @@ _LAZY = {
     "check_metadata": "swift_zoo.testing._loss_checks",
     "check_microbatch_split": "swift_zoo.testing._loss_checks",
     "check_no_grad_params_untouched": "swift_zoo.testing._optimizer_checks",
+    "check_nonfinite_gradient": "swift_zoo.testing._optimizer_checks",
     "check_optimizer": "swift_zoo.testing._runner",
     "check_per_group_lr": "swift_zoo.testing._optimizer_checks",
     "check_permutation": "swift_zoo.testing._loss_checks",
@@ -58,6 +73,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "ADVANTAGE_CHECKS",
     "LOSS_CHECKS",
     "OPTIMIZER_CHECKS",
     "CheckResult",
@@ -65,12 +81,25 @@ __all__ = [
     "ConformanceReport",
     "OptimizerSubject",
     "TinyLM",
+    "advantage_checks",
     "check_add_param_group",
+    "check_advantage",
+    "check_advantage_degenerate_groups",
+    "check_advantage_deterministic",
+    "check_advantage_extra_outputs",
+    "check_advantage_inputs_not_mutated",
+    "check_advantage_low_precision",
+    "check_advantage_masking",
+    "check_advantage_metadata",
+    "check_advantage_output",
+    "check_advantage_permutation",
+    "check_advantage_unknown_kwargs_rejected",
     "check_bf16_params",
     "check_closure",
     "check_cuda",
     "check_deterministic",
     "check_extreme_inputs",
+    "check_foreign_state_refused",
     "check_gradcheck",
     "check_gradients_reach_inputs",
     "check_inputs_not_mutated",
@@ -80,6 +109,7 @@ __all__ = [
     "check_metadata",
     "check_microbatch_split",
     "check_no_grad_params_untouched",
+    "check_nonfinite_gradient",
     "check_optimizer",
     "check_per_group_lr",
     "check_permutation",

@@ -1,5 +1,6 @@
 """Adafactor: factored second-moment estimates."""
 
+from swift_optim_zoo._catalogue._distributed import ADAFACTOR
 from swift_zoo import OptimizerSpec
 
 OPTIMIZERS = [
@@ -13,7 +14,6 @@ OPTIMIZERS = [
             "+ numel float32 with beta1"
         ),
         roles=("all",),
-        distributed="works with DDP and FSDP (use_orig_params=True); factoring needs the whole matrix, so "
-        "FSDP flat parameters are treated as 1-D (unfactored, full second moment)",
+        distributed=ADAFACTOR,
     ),
 ]

@@ -1,5 +1,6 @@
 """Adam-mini: one second-moment value per block."""
 
+from swift_optim_zoo._catalogue._distributed import ADAM_MINI
 from swift_zoo import OptimizerSpec
 
 OPTIMIZERS = [
@@ -12,7 +13,6 @@ OPTIMIZERS = [
         state_bytes="1 word (exp_avg, parameter dtype) + 1 word per block + 4-byte step",
         roles=("all",),
         needs_model=True,
-        distributed="blocks are found on the unsharded model: build it before FSDP flattening "
-                    "(use_orig_params=True) and shard whole rows/heads, else block means are wrong",
+        distributed=ADAM_MINI,
     ),
 ]

@@ -1,5 +1,6 @@
 """AdamW behind role-based parameter groups."""
 
+from swift_optim_zoo._catalogue._distributed import ELEMENT_WISE
 from swift_zoo import OptimizerSpec
 
 OPTIMIZERS = [
@@ -10,6 +11,6 @@ OPTIMIZERS = [
         reference="arXiv:1711.05101",
         state_bytes="2 moments in the parameter's dtype + a 4-byte step per tensor",
         roles=("all",),
-        distributed="element-wise: works with DDP, FSDP and ZeRO sharding",
+        distributed=ELEMENT_WISE,
     ),
 ]

@@ -1,14 +1,11 @@
 """APOLLO and APOLLO-Mini: channel/tensor-wise gradient scaling estimated in a random projection."""
 
+from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX
 from swift_zoo import OptimizerSpec
 
 _LICENSE = (
     "written from the paper (arXiv:2412.05270); the reference implementation apollo-torch is "
     "CC BY-NC 4.0 (non-commercial) and no code was taken from it"
-)
-_DISTRIBUTED = (
-    "needs whole matrices: not with FSDP flattened parameters (use_orig_params=False) or ZeRO-2/3 "
-    "sharded optimizer state; fine with DDP"
 )
 
 OPTIMIZERS = [
@@ -25,7 +22,7 @@ OPTIMIZERS = [
         ),
         roles=("hidden_matrix",),
         license=_LICENSE,
-        distributed=_DISTRIBUTED,
+        distributed=WHOLE_MATRIX,
     ),
     OptimizerSpec(
         "apollo_mini",
@@ -38,6 +35,6 @@ OPTIMIZERS = [
         ),
         roles=("hidden_matrix",),
         license=_LICENSE,
-        distributed=_DISTRIBUTED,
+        distributed=WHOLE_MATRIX,
     ),
 ]

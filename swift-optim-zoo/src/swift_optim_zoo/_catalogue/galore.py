@@ -1,11 +1,7 @@
 """GaLore, GaLore-Adafactor and Q-GaLore: low-rank gradient projection for hidden matrices."""
 
+from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX
 from swift_zoo import OptimizerSpec
-
-_GALORE_DISTRIBUTED = (
-    "needs whole matrices: not with FSDP flattened parameters (use_orig_params=False) or ZeRO-2/3 "
-    "sharded optimizer state; fine with DDP. Clipping (clip_grad_norm_) acts on full-rank gradients."
-)
 
 OPTIMIZERS = [
     OptimizerSpec(
@@ -20,7 +16,7 @@ OPTIMIZERS = [
         ),
         roles=("hidden_matrix",),
         license="written from the paper; galore-torch is Apache-2.0",
-        distributed=_GALORE_DISTRIBUTED,
+        distributed=WHOLE_MATRIX,
     ),
     OptimizerSpec(
         "galore_adafactor",
@@ -33,7 +29,7 @@ OPTIMIZERS = [
         ),
         roles=("hidden_matrix",),
         license="written from the paper; galore-torch is Apache-2.0",
-        distributed=_GALORE_DISTRIBUTED,
+        distributed=WHOLE_MATRIX,
     ),
     OptimizerSpec(
         "q_galore_adamw",
@@ -47,6 +43,6 @@ OPTIMIZERS = [
         ),
         roles=("hidden_matrix",),
         license="written from the paper; Q-GaLore's code is Apache-2.0",
-        distributed=_GALORE_DISTRIBUTED,
+        distributed=WHOLE_MATRIX,
     ),
 ]

@@ -1,5 +1,6 @@
 """Lion: sign of interpolated momentum."""
 
+from swift_optim_zoo._catalogue._distributed import ELEMENT_WISE
 from swift_zoo import OptimizerSpec
 
 OPTIMIZERS = [
@@ -10,6 +11,6 @@ OPTIMIZERS = [
         reference="arXiv:2302.06675",
         state_bytes="1 word (exp_avg, parameter dtype)",
         roles=("all",),
-        distributed="element-wise: works with DDP, FSDP and ZeRO sharding",
+        distributed=ELEMENT_WISE,
     ),
 ]

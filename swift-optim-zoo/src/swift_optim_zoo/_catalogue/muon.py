@@ -1,5 +1,6 @@
 """Muon: orthogonalised momentum for hidden matrices, inner AdamW for the rest."""
 
+from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX
 from swift_zoo import OptimizerSpec
 
 OPTIMIZERS = [
@@ -11,7 +12,6 @@ OPTIMIZERS = [
         reference="arXiv:2502.16982",
         state_bytes="hidden matrices: 1 word (momentum, parameter dtype); other params: AdamW's 2 words + 4-byte step",
         roles=("hidden_matrix", "expert_stack"),
-        distributed="needs whole matrices for Newton-Schulz: not with FSDP/ZeRO-3 sharded parameters without a "
-                    "gather; fine with DDP and on one process (no torch.distributed needed)",
+        distributed=WHOLE_MATRIX,
     ),
 ]

@@ -1,5 +1,6 @@
 """Schedule-Free AdamW."""
 
+from swift_optim_zoo._catalogue._distributed import ELEMENT_WISE
 from swift_zoo import OptimizerSpec
 
 OPTIMIZERS = [
@@ -12,7 +13,6 @@ OPTIMIZERS = [
         state_bytes="2 words (z, exp_avg_sq; parameter dtype)",
         roles=("all",),
         hooks=("train", "eval"),
-        distributed="element-wise: works sharded, but every wrapper must forward train()/eval() "
-                    "(accelerate#4159); save checkpoints in eval mode",
+        distributed=ELEMENT_WISE,
     ),
 ]

@@ -1,5 +1,6 @@
 """SOAP: Adam in Shampoo's eigenbasis."""
 
+from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX
 from swift_zoo import OptimizerSpec
 
 OPTIMIZERS = [
@@ -12,7 +13,6 @@ OPTIMIZERS = [
         state_bytes="m x n matrix: 2mn + 2m^2 + 2n^2 float32 words (exp_avg, exp_avg_sq, L, R, Q_L, Q_R; a side "
                     "> max_precond_dim gets none); 1-D params: AdamW's",
         roles=("embedding", "tied_embedding", "output_head", "hidden_matrix", "expert_stack", "other"),
-        distributed="needs whole matrices (factors G G^T, G^T G): not with FSDP/ZeRO-3 sharded parameters "
-                    "without a gather",
+        distributed=WHOLE_MATRIX,
     ),
 ]

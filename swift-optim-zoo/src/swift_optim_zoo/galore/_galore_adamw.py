@@ -74,7 +74,7 @@ class GaLoreAdamW(GaLoreBase):
         power_iterations: int = 1,
         seed: int = 0,
     ) -> None:
-        owner = self.name
+        owner = f"optimizer {self.name!r}"
         check_adam_hyperparameters(owner, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
         check_projection_kwargs(owner, rank=rank, update_proj_gap=update_proj_gap, scale=scale,
                                 proj_method=proj_method, oversampling=oversampling,

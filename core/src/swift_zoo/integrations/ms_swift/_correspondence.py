@@ -95,6 +95,8 @@ CORRESPONDENCES: tuple[Correspondence, ...] = (
                         "zoo's unpaired `bco`"),
     Correspondence("rpo", ("dpo", "sigmoid"), DIFFERS, {"rpo_alpha": 1.0}, note=_NLL_MEAN),
     Correspondence("dpo_norm", ("", ""), DIFFERS, note="TRL 1.x's `sigmoid_norm`; not in ms-swift 4.6"),
+    Correspondence("sft", ("dpo", "sft"), EQUAL,
+                   note="the chosen completions' NLL, one token mean over the batch, in both"),
     Correspondence("simpo", ("cpo", "simpo"), EQUAL, {"cpo_alpha": 0},
                    note="`--rlhf_type simpo` is this (CPO trainer, `--beta` 2); `zoo:simpo` also runs under "
                         "`--rlhf_type dpo` with no reference pass. With `--cpo_alpha` > 0 TRL's NLL term is "
@@ -110,6 +112,8 @@ CORRESPONDENCES: tuple[Correspondence, ...] = (
     Correspondence("bco", ("", ""), DIFFERS, note="runs under `--rlhf_type kto`; ms-swift has no BCO trainer"),
     *(Correspondence(name, ("grpo", name), NOT_WIRED, note=_GRPO)
       for name in ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo")),
+    *(Correspondence(name, ("", ""), NOT_WIRED, note=_GRPO)
+      for name in ("gmpo", "gpg", "clip_cov", "kl_cov", "luspo", "vespo")),
     Correspondence("gspo", ("grpo", "grpo"), NOT_WIRED, note="ms-swift: `--importance_sampling_level sequence`. "
                    + _GRPO),
     Correspondence("kl_penalty", ("", ""), NOT_WIRED, note="the `--beta` KL term inside ms-swift's GRPO loss. " + _GRPO),
@@ -118,10 +122,14 @@ CORRESPONDENCES: tuple[Correspondence, ...] = (
     Correspondence("reverse_kl", ("gkd", "gkd"), NOT_WIRED, note=f"`--beta 1`; {_GKD}"),
     Correspondence("generalized_jsd", ("gkd", "gkd"), NOT_WIRED, note=f"`--beta` in (0, 1); {_GKD}"),
     Correspondence("tvd", ("", ""), NOT_WIRED, note=_GKD),
+    Correspondence("forward_kl_topk", ("", ""), NOT_WIRED, note=_GKD),
     Correspondence("bradley_terry", ("rm", "rm"), NOT_WIRED, note="TRL's RewardTrainer; its loss is inline"),
     Correspondence("fused_linear_cross_entropy", ("", ""), NOT_WIRED,
                    note="reads hidden states and the LM head weight; ms-swift hands a loss the logits "
                         "(use `zoo:cross_entropy`)"),
+    Correspondence("matryoshka", ("", ""), "",
+                   note="runs where the embedding loss it wraps runs; ms-swift's own Matryoshka is `--mrl_dims` "
+                        "around any embedding `--loss_type` (zoo ones included); the two are not compared"),
     Correspondence("weighted_sum", ("", ""), "",
                    note="runs where all its terms run (e.g. `dpo` + `bco_pair` under `--rlhf_type dpo`); terms "
                         "of different families (TRL's MPO: `dpo` + `cross_entropy`) need inputs no single "

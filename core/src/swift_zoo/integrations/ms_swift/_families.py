@@ -98,7 +98,7 @@ PAIRED_REFERENCE = Family("paired_reference", "paired preference loss against a 
                           frozenset({"policy_chosen_logps", "policy_rejected_logps", *_REFERENCE_KEYS}),
                           frozenset({*_PAIR_KEYS, *_REFERENCE_KEYS}), rlhf_types=("dpo",))
 PAIRED = Family("paired", "reference-free paired preference loss",
-                frozenset({"policy_chosen_logps", "policy_rejected_logps"}), frozenset(_PAIR_KEYS),
+                frozenset({"policy_chosen_logps"}), frozenset(_PAIR_KEYS),  # "sft" reads the chosen side only
                 rlhf_types=("dpo", "cpo", "orpo"))
 UNPAIRED = Family("unpaired", "unpaired (desirable / undesirable) preference loss",
                   frozenset({"policy_logps", "is_desirable"}),
