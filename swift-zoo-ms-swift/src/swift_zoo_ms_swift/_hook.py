@@ -10,6 +10,9 @@ module uses only ``os`` and ``sys``, which every interpreter has loaded already
 
 No ``from __future__ import annotations`` here, unlike the rest of swift zoo: the ``__future__`` import
 alone would cost this start-up path about as much as the rest of the module.
+:class:`SwiftImportHook` repeats the few lines of
+``swift_zoo.integrations.ms_swift._post_import.PostImportFinder`` on purpose: importing ``swift_zoo``
+here would put its import cost on every interpreter start.
 
 Off switches, read at start-up:
 
