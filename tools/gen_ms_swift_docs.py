@@ -1,8 +1,8 @@
 """Regenerate the generated sections of ``docs/ms_swift.md`` from the data in code.
 
-* ``ms_swift_names``: one row per swift-loss-zoo loss -- where it runs in ms-swift (its family, read
-  off the declared inputs), ms-swift's own counterpart and the relation (``equal`` / ``differs`` /
-  ``not wired``) from ``swift_zoo.integrations.ms_swift._correspondence``;
+* ``ms_swift_names``: one row per swift-loss-zoo loss and ms-swift spelling -- where it runs in ms-swift
+  (its family, read off the declared inputs) and the ms-swift names it equals or differs from (the
+  losses' own ``equivalents`` declarations), ``swift_zoo.integrations.ms_swift._name_table``;
 * ``ms_swift_bindings``: which ms-swift setting gives which zoo kwarg
   (``swift_zoo.integrations.ms_swift._bindings.BINDINGS``).
 
@@ -25,22 +25,18 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "ms_swift.md"
 DISTRIBUTION = "swift-loss-zoo"
 
 
-def name_rows() -> list[tuple[str, str, str]]:
+def name_rows() -> list[list[str]]:
     import swift_zoo
     from swift_zoo.integrations.ms_swift._families import classify
+    from swift_zoo.integrations.ms_swift._name_table import rows
 
-    rows = []
+    losses = []
     for entry in sorted(swift_zoo.list_losses(), key=lambda e: e.name):
         if re.sub(r"[-_.]+", "-", (entry.distribution or "").lower()) != DISTRIBUTION:
             continue
         cls = swift_zoo.REGISTRY.load_entry(entry)
-        if not cls.inputs:  # declared per instance (weighted_sum): its terms decide
-            rows.append((entry.name, "where the losses it wraps run", "composition"))
-            continue
-        family = classify(cls.inputs)
-        where = "not wired" if family.unsupported else f"`{family.where}`"
-        rows.append((entry.name, where, family.name))
-    return rows
+        losses.append((entry.name, cls, classify(cls.inputs) if cls.inputs else None))  # no inputs: a composition
+    return rows(losses)
 
 
 def bindings_table() -> str:
@@ -59,7 +55,7 @@ def bindings_table() -> str:
 
 
 def sections() -> dict[str, str]:
-    from swift_zoo.integrations.ms_swift._correspondence import render_table
+    from swift_zoo.integrations.ms_swift._name_table import render_table
 
     return {"ms_swift_names": render_table(name_rows()), "ms_swift_bindings": bindings_table()}
 
