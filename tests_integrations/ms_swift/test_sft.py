@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 
@@ -64,6 +66,10 @@ def test_galore_through_optim_args_trains(tiny_run, built_optimizers):
     assert type(optimizer).__name__ == "GaLoreAdamW"
     assert {group.get("rank") for group in optimizer.param_groups} >= {16}
     assert steps[-1][0] < steps[0][0] - 0.05  # 5.957 -> 5.860 in 4 steps at lr 1e-3
+    # ms-swift's schedule (cosine by default, no warmup) drives the zoo optimizer's groups; clipping is the Trainer's
+    logged = [log["learning_rate"] for log in tiny_run.last_logs if "loss" in log]
+    assert logged == pytest.approx([1e-3 * 0.5 * (1 + math.cos(math.pi * t / 4)) for t in (1, 2, 3, 4)], abs=1e-9)
+    assert all(group["lr"] == pytest.approx(0.0, abs=1e-12) for group in optimizer.param_groups)
 
 
 def test_schedule_free_ends_in_eval_mode(tiny_run, built_optimizers):
