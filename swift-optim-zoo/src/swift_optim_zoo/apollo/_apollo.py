@@ -14,13 +14,16 @@ import torch
 
 from swift_optim_zoo import _native
 from swift_optim_zoo._fused import FusedKernel, alias, check_fused
-from swift_optim_zoo._projection import mix_seed, project, projection_side, random_projection
+from swift_optim_zoo._projection import matrix_view_shape, mix_seed, project, projection_side, random_projection
 from swift_optim_zoo.galore._hybrid import (
+    Layout,
     LowRankHybrid,
     check_adam_hyperparameters,
     check_choice,
     check_range,
+    compute_dtype,
     row_and_column_scales,
+    write_coefficients,
 )
 
 
@@ -120,8 +123,27 @@ class ApolloAdamW(LowRankHybrid):
         stored = min(rows, cols) * rank if group.get("store_projection", True) else 0
         return (2 * max(rows, cols) * rank + stored + 1) * itemsize
 
-    def _low_rank_step(self, param: torch.Tensor, grad: torch.Tensor, state: dict[str, Any],
-                       group: dict[str, Any], index: int) -> None:
+    def _update_layout(self, param: torch.Tensor, group: Mapping[str, Any]) -> Layout:
+        """``[factor, (beta, alpha)]``: a per-row factor (``m x 1``) split by rows, a per-column (``1 x n``) or
+        tensor-wise (0-d) one whole."""
+        rows, cols = matrix_view_shape(param.shape)
+        dtype = compute_dtype(param)
+        if group["scale_type"] != "channel":
+            factor: tuple[tuple[int, ...], torch.dtype, bool] = ((), dtype, False)
+        elif projection_side(rows, cols) == "right":
+            factor = ((rows, 1), dtype, True)
+        else:
+            factor = ((1, cols), dtype, False)
+        return [factor, ((2,), torch.float64, False)]
+
+    def _apply_update(self, param: torch.Tensor, grad: torch.Tensor, update: list[torch.Tensor],
+                      group: Mapping[str, Any]) -> None:
+        factor, coefficients = update
+        beta, alpha = coefficients.tolist()
+        self._apply_scaled(param, grad, factor, beta=beta, alpha=alpha, fused=bool(group.get("fused", False)))
+
+    def _owner_step(self, param: torch.Tensor, grad: torch.Tensor, state: dict[str, Any], group: dict[str, Any],
+                    index: int) -> list[torch.Tensor]:
         rows, cols = grad.shape
         side = projection_side(rows, cols)
         rank = int(group["rank"])
@@ -171,8 +193,8 @@ class ApolloAdamW(LowRankHybrid):
             norm = norm / limiter
         state["update_norm"] = norm
         step_size = group["lr"] * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step) * math.sqrt(float(group["scale"]))
-        self._apply_scaled(param, grad, factor, step_size=step_size, decay=group["lr"] * group["weight_decay"],
-                           decay_first=False, fused=fused)
+        beta, alpha = self._coefficients(step_size, group["lr"] * group["weight_decay"], decay_first=False)
+        return [factor, write_coefficients(beta, alpha, factor)]
 
 
 def _moments_rule(exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, low_rank: torch.Tensor, hyper: torch.Tensor,

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import torch
 
-from swift_optim_zoo.galore._hybrid import check_adam_hyperparameters
+from swift_optim_zoo.galore._hybrid import check_adam_hyperparameters, write_coefficients
 from swift_optim_zoo.galore._projected import GaLoreBase, check_projection_kwargs
 
 
@@ -98,9 +98,9 @@ class GaLoreAdamW(GaLoreBase):
     def _basis_elements(self, rows: int, cols: int, rank: int, group: Mapping[str, Any]) -> int:
         return min(rows, cols) * rank
 
-    def _low_rank_step(self, param: torch.Tensor, grad: torch.Tensor, state: dict[str, Any],
-                       group: dict[str, Any], index: int) -> None:
-        low_rank, basis, side = self._projected(grad, state, group, index)
+    def _owner_step(self, param: torch.Tensor, grad: torch.Tensor, state: dict[str, Any], group: dict[str, Any],
+                    index: int) -> list[torch.Tensor]:
+        low_rank, basis, _ = self._projected(grad, state, group, index)
         if "exp_avg" not in state:
             state["exp_avg"] = torch.zeros_like(low_rank)
             state["exp_avg_sq"] = torch.zeros_like(low_rank)
@@ -112,5 +112,6 @@ class GaLoreAdamW(GaLoreBase):
         exp_avg_sq.mul_(beta2).addcmul_(low_rank, low_rank, value=1.0 - beta2)
         step_size = group["lr"] * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
         normalized = exp_avg / (exp_avg_sq.sqrt() + group["eps"])
-        self._apply_back_projected(param, normalized, basis, side, step_size=step_size * float(group["scale"]),
-                                   decay=group["lr"] * group["weight_decay"], decay_first=False)
+        beta, alpha = self._coefficients(step_size * float(group["scale"]), group["lr"] * group["weight_decay"],
+                                         decay_first=False)
+        return [normalized, basis, write_coefficients(beta, alpha, normalized)]
