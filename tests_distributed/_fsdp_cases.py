@@ -10,6 +10,12 @@ Checkpoints: the run saves model and optimizer with ``torch.distributed.checkpoi
 :data:`SAVE_AT` steps (``get_model_state_dict`` / ``get_optimizer_state_dict``). A resumed run builds a fresh
 model and optimizer at its own world size, loads one (``set_*_state_dict``) and runs the remaining steps; it
 must end where the uninterrupted single-process run ends.
+
+One spawn of four processes (:func:`run`) does it all: a two-rank mesh on ranks 0 and 1 (a subgroup) trains
+and saves; the four-rank mesh trains and saves, and resumes the two-rank checkpoint (2 -> 4); the two-rank mesh
+resumes the four-rank checkpoint (4 -> 2). The parent resumes the two-rank checkpoint on one process (2 -> 1).
+The same spawn checks the exchange helpers on uneven and empty shards (:func:`exchange_checks`) and the
+refusals (:func:`refusal_checks`).
 """
 
 from __future__ import annotations
@@ -73,7 +79,7 @@ def single_process(case: OptimizerCase, steps: int = STEPS) -> dict[str, Any]:
     optimizer = build_optimizer(case, model)
     grads: list[dict[str, torch.Tensor]] = []
     train(model, optimizer, range(steps), grads)
-    return {"params": full_params(model), "grads": grads}
+    return finished(model, optimizer, grads=grads)
 
 
 def resume_single_process(case: OptimizerCase, torch_save_file: Path) -> dict[str, Any]:
@@ -87,7 +93,7 @@ def resume_single_process(case: OptimizerCase, torch_save_file: Path) -> dict[st
     optimizer = build_optimizer(case, model)
     set_optimizer_state_dict(model, optimizer, saved["optim"])
     train(model, optimizer, range(SAVE_AT, STEPS))
-    return {"params": full_params(model)}
+    return finished(model, optimizer)
 
 
 # ----------------------------------------------------------------------------- ranks
@@ -124,6 +130,15 @@ def load_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer, pa
     set_optimizer_state_dict(model, optimizer, state["optim"])
 
 
+def finished(model: torch.nn.Module, optimizer: torch.optim.Optimizer, **extra: Any) -> dict[str, Any]:
+    """Final parameters, and for schedule-free optimizers also the averaged ones (after ``eval()``)."""
+    result = {"params": full_params(model), **extra}
+    if callable(getattr(optimizer, "eval", None)):
+        optimizer.eval()
+        result["eval_params"] = full_params(model)
+    return result
+
+
 def fsdp_run(case: OptimizerCase, mesh: Any, *, save: Path | None = None) -> dict[str, Any]:
     """:data:`STEPS` steps under FSDP2 on ``mesh``, saving after :data:`SAVE_AT` when ``save`` is given."""
     model = sharded_model(mesh)
@@ -133,7 +148,7 @@ def fsdp_run(case: OptimizerCase, mesh: Any, *, save: Path | None = None) -> dic
     if save is not None:
         save_checkpoint(model, optimizer, save, mesh)
     train(model, optimizer, range(SAVE_AT, STEPS), grads)
-    return {"params": full_params(model), "grads": grads}
+    return finished(model, optimizer, grads=grads)
 
 
 def fsdp_resume(case: OptimizerCase, mesh: Any, load: Path) -> dict[str, Any]:
@@ -142,7 +157,7 @@ def fsdp_resume(case: OptimizerCase, mesh: Any, load: Path) -> dict[str, Any]:
     optimizer = build_optimizer(case, model)
     load_checkpoint(model, optimizer, load, mesh)
     train(model, optimizer, range(SAVE_AT, STEPS))
-    return {"params": full_params(model)}
+    return finished(model, optimizer)
 
 
 def guarded(function: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -150,3 +165,123 @@ def guarded(function: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         return function(*args, **kwargs)
     except Exception:
         return {"error": traceback.format_exc()}
+
+
+def case_dir(root: Path, case: OptimizerCase, world: int) -> Path:
+    return root / case.case_id.replace(":", "__").replace("+", "_") / f"w{world}"
+
+
+def run(rank: int, world_size: int, payload: dict[str, Any]) -> dict[Any, Any] | None:
+    """Everything on four ranks (see the module docstring); rank 0 returns the results."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
+
+    root = Path(payload["dir"])
+    selected = payload.get("cases")
+    cases = [c for c in fsdp_cases() if selected is None or c.case_id in selected]
+    mesh = init_device_mesh("cpu", (world_size,))
+    pair = dist.new_group([0, 1])
+    pair_mesh = DeviceMesh.from_group(pair, "cpu") if rank < 2 else None
+    results: dict[Any, Any] = {}
+    if pair_mesh is not None:
+        for case in cases:
+            results["run", 2, case.case_id] = guarded(fsdp_run, case, pair_mesh, save=case_dir(root, case, 2))
+    dist.barrier()
+    for case in cases:
+        results["run", world_size, case.case_id] = guarded(fsdp_run, case, mesh, save=case_dir(root, case, world_size))
+        results["resume", "2->4", case.case_id] = guarded(fsdp_resume, case, mesh, case_dir(root, case, 2))
+    dist.barrier()
+    if pair_mesh is not None:
+        for case in cases:
+            results["resume", "4->2", case.case_id] = guarded(fsdp_resume, case, pair_mesh,
+                                                               case_dir(root, case, world_size))
+        results["exchange", 2] = guarded(exchange_checks, pair_mesh)
+    dist.barrier()
+    results["exchange", world_size] = guarded(exchange_checks, mesh)
+    results["refusals",] = guarded(refusal_checks, mesh)
+    return results if rank == 0 else None
+
+
+# ----------------------------------------------------------------------------- exchange
+EXCHANGE_ROWS = (13, 3, 1, 12, 18)  # uneven on 2 and 4 ranks; fewer rows than ranks (empty shards)
+
+
+def exchange_checks(mesh: Any) -> dict[str, Any]:
+    """``MatrixOwners.gather`` / ``scatter`` and ``sum_over_shards`` on Shard(0) DTensors of awkward row
+    counts: every owner gets the exact whole tensor, every rank its exact rows back; the ledger counts
+    exactly the bytes sent to other ranks."""
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    from swift_zoo.optim import MatrixOwners, communication_ledger, placeholder, sum_over_shards
+
+    generator = torch.Generator().manual_seed(7)
+    fulls = [torch.randn(rows, 5, generator=generator) for rows in EXCHANGE_ROWS]
+    fulls.append(torch.randn(6, 2, 3, generator=generator))  # a 3-D tensor
+    params = [distribute_tensor(f.clone(), mesh, [Shard(0)]) for f in fulls]
+    owners = MatrixOwners()
+    owners.assign(params)
+    me = mesh.get_local_rank()
+    checks: dict[str, Any] = {"owners": [owners.owner_of(p) for p in params], "loads": owners.loads()}
+    with communication_ledger() as ledger:
+        gathered = owners.gather(params, [p.to_local().to(torch.bfloat16) for p in params])
+    checks["gather_bytes"] = ledger.bytes_sent.get("all_to_all", 0.0)
+    checks["gather_exact"] = all(
+        (got is None) == (owner != me) and (got is None or torch.equal(got, full.to(torch.bfloat16)))
+        for got, full, owner in zip(gathered, fulls, checks["owners"]))
+    outputs = [placeholder(f.shape, f.dtype) if got is None else f * 2 for f, got in zip(fulls, gathered)]
+    rows_back = owners.scatter(params, outputs)
+    whole_back = owners.scatter(params, outputs, rows=False)
+    checks["scatter_rows_exact"] = all(torch.equal(b, p.to_local() * 2) for b, p in zip(rows_back, params))
+    checks["scatter_whole_exact"] = all(torch.equal(b, f * 2) for b, f in zip(whole_back, fulls))
+    sums = sum_over_shards(params, [p.to_local().sum(dim=0) for p in params])
+    checks["sums_close"] = all(torch.allclose(s, f.sum(dim=0), rtol=1e-6, atol=1e-6) for s, f in zip(sums, fulls))
+    return checks
+
+
+# ----------------------------------------------------------------------------- refusals
+def refusal_checks(mesh: Any) -> dict[str, str]:
+    """What whole-matrix methods say where they cannot be correct, and what element-wise ones do there:
+    FSDP1 flat parameters, a Shard(1) layout, a 2-D mesh. ``"ok"`` when an element-wise method stepped."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import FullyShardedDataParallel
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    def attempt(build: Any) -> str:
+        try:
+            optimizer, set_grads = build()
+            set_grads()
+            optimizer.step()
+            return "ok"
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+
+    def fsdp1(name: str) -> Any:
+        def build() -> Any:
+            model = FullyShardedDataParallel(build_block_lm(), use_orig_params=False,
+                                             process_group=mesh.get_group(), device_id=torch.device("cpu"))
+            return swift_zoo.build_optimizer(name, model), lambda: loss_at(model, 0).backward()
+        return build
+
+    def laid_out(name: str, placements: list[Any], layout_mesh: Any) -> Any:
+        def build() -> Any:
+            torch.manual_seed(0)
+            weight = torch.nn.Parameter(distribute_tensor(torch.randn(8, 6), layout_mesh, placements))
+
+            def set_grads() -> None:
+                weight.grad = distribute_tensor(torch.randn(8, 6), layout_mesh, placements)
+            return swift_zoo.build_optimizer(name, [weight]), set_grads
+        return build
+
+    found = {
+        "fsdp1/muon": attempt(fsdp1("muon")),
+        "fsdp1/galore_adamw": attempt(fsdp1("galore_adamw")),
+        "shard1/muon": attempt(laid_out("muon", [Shard(1)], mesh)),
+        "shard1/soap": attempt(laid_out("soap", [Shard(1)], mesh)),
+        "shard1/lion": attempt(laid_out("lion", [Shard(1)], mesh)),
+    }
+    if dist.get_world_size() == 4:
+        mesh_2d = init_device_mesh("cpu", (2, 2))
+        found["mesh2d/muon"] = attempt(laid_out("muon", [Shard(0), Shard(0)], mesh_2d))
+        found["mesh2d/lion"] = attempt(laid_out("lion", [Shard(0), Shard(0)], mesh_2d))
+    return found

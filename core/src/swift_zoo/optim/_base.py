@@ -315,6 +315,7 @@ def _agree_across_ranks(finite: bool, meshes: Iterable[Any]) -> bool:
 
     for mesh in meshes:
         flag = torch.tensor([1.0 if finite else 0.0], device=mesh.device_type)
-        dist.all_reduce(flag, op=dist.ReduceOp.MIN, group=mesh.get_group())
+        for group in mesh.get_all_groups():  # every dimension of the mesh: all its ranks agree
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN, group=group)
         finite = bool(flag.item() > 0)
     return finite

@@ -1,37 +1,59 @@
 """The distributed capability records of the zoo's optimizers, shared by the catalogue specs and the classes.
 
-Torch-free. ``ELEMENT_WISE`` serves methods whose update of each element needs only that element's gradient and
-state; ``WHOLE_MATRIX`` serves methods that need every matrix whole (Newton-Schulz, projections, factored or
-blocked statistics, eigenbases). DDP is tested for every optimizer (``tests_distributed``: two gloo ranks give
-the single-process parameters); a wrapper is marked supported only where a test shows it.
+Torch-free. A wrapper is ``supported`` only where a test in ``tests_distributed`` shows the optimizer equal to
+one process there (``docs/distributed.md`` is generated from these records and names the tests):
+
+* DDP: every optimizer, two gloo ranks, bit-identical replicas (``test_ddp_optimizers.py``);
+* FSDP2: every optimizer on two and four ranks equal to one process -- bitwise for element-wise methods,
+  within 1e-6 normwise per parameter for whole-matrix ones -- and resumed from ``torch.distributed.checkpoint``
+  at another world size (``test_fsdp_optimizers.py``).
+
+``ELEMENT_WISE`` serves methods whose update of each element needs only that element's gradient and state;
+``WHOLE_MATRIX`` methods that compute each matrix whole on an owner rank (Newton-Schulz, projections,
+eigenbases); ``ROW_STATISTICS`` methods that need only sums over a matrix's rows, columns or blocks.
 """
 
 from __future__ import annotations
 
 from swift_zoo import DistributedCapability, Support
 
-DDP_TESTED = Support("supported", "replicated parameters, all-reduced gradients: tested equal to one process")
+DDP_TESTED = Support("supported", "replicated parameters, all-reduced gradients: tested bit-identical across ranks")
+_FSDP2_TESTED = "tested against one process on 2 and 4 ranks, and resumed from DCP checkpoints 2->4, 4->2 and 2->1"
 _WHOLE_MATRIX_ONLY = (
     "the method needs each matrix whole, and this wrapper hands the optimizer flat partitions of the parameters; "
-    "use FSDP2 (torch.distributed.fsdp.fully_shard) or DDP instead, or an element-wise optimizer (adamw, lion)"
+    "use FSDP2 (torch.distributed.fsdp.fully_shard, which keeps each parameter's shape) or DDP instead, or an "
+    "element-wise optimizer (adamw, lion, schedule_free_adamw)"
 )
 
 ELEMENT_WISE = DistributedCapability(
     ddp=DDP_TESTED,
-    fsdp2=Support("untested", "element-wise on the local shards"),
+    fsdp2=Support("supported", f"element-wise on each rank's rows, bitwise equal to one process; {_FSDP2_TESTED}"),
     zero1_2=Support("untested", "element-wise on the flat partitions"),
-    zero3=Support("untested", "element-wise on the partitions"),
+    zero3=Support("untested", "element-wise on the flat partitions"),
     fsdp1_flat=Support("untested", "element-wise on the flat shards"),
 )
 
 WHOLE_MATRIX = DistributedCapability(
     ddp=DDP_TESTED,
-    fsdp2=Support("untested", "each matrix computed whole by one owner rank"),
+    fsdp2=Support("supported", (
+        "each matrix is computed whole by one owner rank (owners balanced by size): gradients or updates "
+        "gathered to it and results sent back to each rank's rows in one all_to_all per direction; element-wise "
+        f"state stays sharded; within 1e-6 of one process; {_FSDP2_TESTED}")),
     zero1_2=Support("refused", _WHOLE_MATRIX_ONLY),
     zero3=Support("refused", _WHOLE_MATRIX_ONLY),
     fsdp1_flat=Support("refused", _WHOLE_MATRIX_ONLY),
 )
 
-#: Adafactor and Adam-mini: whole-matrix statistics (row/column or block means) -- for now the same record
-ADAFACTOR = WHOLE_MATRIX
-ADAM_MINI = WHOLE_MATRIX
+ROW_STATISTICS = DistributedCapability(
+    ddp=DDP_TESTED,
+    fsdp2=Support("supported", (
+        "row, column and block statistics from one all-reduce of the ranks' partial sums per phase (O(rows + "
+        f"columns) words, no matrix moves); within 1e-6 of one process; {_FSDP2_TESTED}")),
+    zero1_2=Support("refused", _WHOLE_MATRIX_ONLY),
+    zero3=Support("refused", _WHOLE_MATRIX_ONLY),
+    fsdp1_flat=Support("refused", _WHOLE_MATRIX_ONLY),
+)
+
+#: Adafactor (factored second moment: row and column means) and Adam-mini (per-block means)
+ADAFACTOR = ROW_STATISTICS
+ADAM_MINI = ROW_STATISTICS
