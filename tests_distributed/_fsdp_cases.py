@@ -20,13 +20,14 @@ refusals (:func:`refusal_checks`).
 
 from __future__ import annotations
 
+import dataclasses
 import traceback
 from pathlib import Path
 from typing import Any
 
 import torch
 from _optim_cases import CONTROL, OptimizerCase, optimizer_cases
-from _tiny_lm import build_block_lm, lm_batch
+from _tiny_lm import Block, build_block_lm, lm_batch
 
 import swift_zoo
 
@@ -160,6 +161,35 @@ def fsdp_resume(case: OptimizerCase, mesh: Any, load: Path) -> dict[str, Any]:
     return finished(model, optimizer)
 
 
+def is_elementwise(case: OptimizerCase) -> bool:
+    return bool(getattr(swift_zoo.get_optimizer(case.name), "elementwise", False))
+
+
+def without_weight_decay(case: OptimizerCase) -> OptimizerCase:
+    """``case`` with ``weight_decay=0``: a flat parameter mixes norms, biases and matrices, so role-based
+    weight-decay exclusion cannot apply to it; without decay the comparison is about the update rule."""
+    return dataclasses.replace(case, kwargs={**case.kwargs, "weight_decay": 0.0})
+
+
+def fsdp1_run(case: OptimizerCase, mesh: Any) -> dict[str, Any]:
+    """:data:`STEPS` steps under FSDP1 with flat parameters (``use_orig_params=False``), each block and the root
+    wrapped: the optimizer sees 1-D shards of each wrapped module's concatenated parameters. Run with
+    :func:`without_weight_decay`."""
+    case = without_weight_decay(case)
+    from torch.distributed.fsdp import FullyShardedDataParallel
+    from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+
+    model = FullyShardedDataParallel(build_block_lm(), use_orig_params=False, process_group=mesh.get_group(),
+                                     device_id=torch.device("cpu"), auto_wrap_policy=ModuleWrapPolicy({Block}))
+    optimizer = build_optimizer(case, model)
+    train(model, optimizer, range(STEPS))
+    if callable(getattr(optimizer, "eval", None)):
+        optimizer.eval()
+    with FullyShardedDataParallel.summon_full_params(model):
+        params = {name.replace("_fsdp_wrapped_module.", ""): p.detach().clone() for name, p in model.named_parameters()}
+    return {"params" if not callable(getattr(optimizer, "eval", None)) else "eval_params": params}
+
+
 def guarded(function: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
     try:
         return function(*args, **kwargs)
@@ -197,6 +227,9 @@ def run(rank: int, world_size: int, payload: dict[str, Any]) -> dict[Any, Any] |
                                                                case_dir(root, case, world_size))
         results["exchange", 2] = guarded(exchange_checks, pair_mesh)
     dist.barrier()
+    for case in cases:
+        if is_elementwise(case):
+            results["fsdp1", case.case_id] = guarded(fsdp1_run, case, mesh)
     results["exchange", world_size] = guarded(exchange_checks, mesh)
     results["refusals",] = guarded(refusal_checks, mesh)
     return results if rank == 0 else None

@@ -17,7 +17,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from _fsdp_cases import EXCHANGE_ROWS, SAVE_AT, STEPS, case_dir, fsdp_cases, resume_single_process, single_process
+from _fsdp_cases import (
+    EXCHANGE_ROWS,
+    SAVE_AT,
+    STEPS,
+    case_dir,
+    fsdp_cases,
+    resume_single_process,
+    single_process,
+    without_weight_decay,
+)
 from _launch import run_on_ranks
 
 import swift_zoo
@@ -130,6 +139,27 @@ def test_the_runs_are_long_enough_to_show_a_difference(references):
     final = _reference(references, case.case_id)["params"]
     assert all(not torch.equal(first[n], final[n]) for n in final), "parameters did not move after the save point"
     assert STEPS > SAVE_AT
+
+
+@pytest.mark.parametrize("case_id", [c.case_id for c in CASES
+                                     if getattr(swift_zoo.get_optimizer(c.name), "elementwise", False)])
+def test_element_wise_methods_under_fsdp1_flat_parameters(case_id, ranks):
+    """FSDP1 with ``use_orig_params=False`` on four ranks: the optimizer steps 1-D shards of flat parameters,
+    with ``weight_decay=0`` (a flat parameter mixes norms and matrices: role-based decay exclusion cannot apply).
+    Bitwise, except torch's fused CPU AdamW, whose scalar tail (the last ``numel % vector width`` elements of
+    each tensor it is given) rounds differently: within 1e-6 (``fused=False`` is bitwise: test_zero_partitions)."""
+    result = _result(ranks, ("fsdp1", case_id))
+    if "error" in result:
+        pytest.fail(f"{case_id} under FSDP1 raised:\n{result['error']}")
+    reference = single_process(without_weight_decay(_entry(case_id)[0]))
+    key = "eval_params" if "eval_params" in result else "params"
+    got, want = result[key], reference[key]
+    if case_id.endswith((":adamw", ":lora_plus")):
+        worst = max(float((got[n] - want[n]).norm() / want[n].norm()) for n in want)
+        assert worst <= RTOL, f"{case_id} under FSDP1 differs by {worst:.3g} normwise"
+        return
+    differing = sorted(n for n in want if not torch.equal(got[n], want[n]))
+    assert not differing, f"{case_id} under FSDP1 flat parameters differs from one process: {differing}"
 
 
 def test_every_registered_optimizer_has_a_case():

@@ -48,7 +48,11 @@ def aligned_pieces(param: torch.Tensor) -> list[Piece]:
     mesh = param.device_mesh
     row = param.numel() // param.shape[0] if param.shape[0] else 0
     first, _ = row_range(param.shape[0], mesh.size(), mesh.get_local_rank())
-    begin, end, total = first * row, first * row + local.numel(), param.numel()
+    return pieces_for_span(first * row, first * row + local.numel(), param.numel())
+
+
+def pieces_for_span(begin: int, end: int, total: int) -> list[Piece]:
+    """The pieces of the elements ``[begin, end)`` of a flattened tensor of ``total`` elements."""
     head = min(-(-begin // ALIGN) * ALIGN, end)
     tail = max(end // ALIGN * ALIGN, head)
     pieces = []

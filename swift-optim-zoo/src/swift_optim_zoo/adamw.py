@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from swift_optim_zoo._catalogue._distributed import ELEMENT_WISE
+from swift_optim_zoo._catalogue._distributed import TORCH_ADAMW
 from swift_optim_zoo._inner_adamw import inner_adamw_step
 from swift_zoo.optim import ZooOptimizer, is_dtensor
 
@@ -48,7 +48,7 @@ class AdamW(ZooOptimizer, torch.optim.AdamW):
     """
 
     name = "adamw"
-    distributed = ELEMENT_WISE
+    distributed = TORCH_ADAMW
     elementwise = True
 
     def __init__(

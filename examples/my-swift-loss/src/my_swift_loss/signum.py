@@ -6,12 +6,20 @@ from typing import Any
 
 import torch
 
+from my_swift_loss._capability import SIGNUM
+from swift_zoo.optim import ZooOptimizer, local_tensor
 
-class Signum(torch.optim.Optimizer):
+
+class Signum(ZooOptimizer):
     r"""Signum (Bernstein et al., arXiv:1802.04434): the sign of a momentum buffer.
 
     .. math:: m_t = \beta m_{t-1} + (1-\beta) g_t,\qquad
               \theta_t = \theta_{t-1}(1 - \eta\lambda) - \eta\,\mathrm{sign}(m_t)
+
+    Element-wise, so under FSDP2 each rank updates its own rows (``local_tensor``) and the result is one
+    process's; the momentum is made with ``zeros_like(p)``, a DTensor like the parameter, so
+    ``torch.distributed.checkpoint`` reshards it. Subclassing :class:`swift_zoo.optim.ZooOptimizer` brings the
+    closure, the zoo's non-finite-gradient policy and the enforcement of the ``distributed`` record.
 
     Defaults: ``lr=1e-4, momentum=0.9, weight_decay=0.0``.
 
@@ -23,6 +31,8 @@ class Signum(torch.optim.Optimizer):
     """
 
     name = "signum"
+    distributed = SIGNUM
+    elementwise = True
 
     def __init__(self, params: Any, lr: float = 1e-4, momentum: float = 0.9, weight_decay: float = 0.0) -> None:
         if not 0.0 <= momentum < 1.0:
@@ -30,12 +40,7 @@ class Signum(torch.optim.Optimizer):
             raise ValueError(message)
         super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay})
 
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def _step(self) -> None:
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -43,11 +48,10 @@ class Signum(torch.optim.Optimizer):
                 state = self.state[p]
                 if not state:
                     state["momentum_buffer"] = torch.zeros_like(p)
-                buf = state["momentum_buffer"]
-                buf.mul_(group["momentum"]).add_(p.grad, alpha=1 - group["momentum"])
-                p.mul_(1 - group["lr"] * group["weight_decay"])
-                p.add_(torch.sign(buf), alpha=-group["lr"])
-        return loss
+                buf, param = local_tensor(state["momentum_buffer"]), local_tensor(p)
+                buf.mul_(group["momentum"]).add_(local_tensor(p.grad), alpha=1 - group["momentum"])
+                param.mul_(1 - group["lr"] * group["weight_decay"])
+                param.add_(torch.sign(buf), alpha=-group["lr"])
 
     def state_bytes_for(self, param: torch.Tensor, group: dict[str, Any]) -> int:
         return param.numel() * param.element_size()

@@ -6,7 +6,9 @@ one process there (``docs/distributed.md`` is generated from these records and n
 * DDP: every optimizer, two gloo ranks, bit-identical replicas (``test_ddp_optimizers.py``);
 * FSDP2: every optimizer on two and four ranks equal to one process -- bitwise for element-wise methods,
   within 1e-6 normwise per parameter for whole-matrix ones -- and resumed from ``torch.distributed.checkpoint``
-  at another world size (``test_fsdp_optimizers.py``).
+  at another world size (``test_fsdp_optimizers.py``);
+* ZeRO-1/2 and ZeRO-3: element-wise methods on DeepSpeed-style flat fp32 partitions, simulated in one process
+  (DeepSpeed is not installed here: ``test_zero_partitions.py``); whole-matrix methods refuse them.
 
 ``ELEMENT_WISE`` serves methods whose update of each element needs only that element's gradient and state;
 ``WHOLE_MATRIX`` methods that compute each matrix whole on an owner rank (Newton-Schulz, projections,
@@ -25,12 +27,38 @@ _WHOLE_MATRIX_ONLY = (
     "element-wise optimizer (adamw, lion, schedule_free_adamw)"
 )
 
+_ZERO_SIMULATED = (
+    "simulated (no DeepSpeed here): element-wise on the flat fp32 partition each rank's optimizer gets per param "
+    "group (stages 1, 2 and stage 3's fp32 partitions), tested on 2 and 4 simulated ranks"
+)
+_FSDP1_FLAT = (
+    "element-wise on the flat shards, tested bitwise equal to one process with weight_decay=0 on 4 ranks; but a flat "
+    "parameter mixes norms, biases and matrices, so role-based weight-decay exclusion cannot apply to it: use FSDP2 "
+    "or use_orig_params=True"
+)
+_TORCH_FUSED_TAIL = (
+    "; torch's fused CPU AdamW (fused=None picks it on CPU) rounds the last numel % vector-width elements of each "
+    "tensor it is given in scalar code, so on flat partitions a few elements differ by an ulp (tested within 1e-6); "
+    "fused=False is bitwise"
+)
+
 ELEMENT_WISE = DistributedCapability(
     ddp=DDP_TESTED,
     fsdp2=Support("supported", f"element-wise on each rank's rows, bitwise equal to one process; {_FSDP2_TESTED}"),
-    zero1_2=Support("untested", "element-wise on the flat partitions"),
-    zero3=Support("untested", "element-wise on the flat partitions"),
-    fsdp1_flat=Support("untested", "element-wise on the flat shards"),
+    zero1_2=Support("supported", f"{_ZERO_SIMULATED}: bitwise equal to one process"),
+    zero3=Support("supported", f"{_ZERO_SIMULATED}: bitwise equal to one process"),
+    fsdp1_flat=Support("untested", _FSDP1_FLAT),
+)
+
+#: torch's AdamW kernels (adamw, lora_plus): under FSDP2 run on shard pieces aligned as on the whole tensor
+TORCH_ADAMW = DistributedCapability(
+    ddp=DDP_TESTED,
+    fsdp2=Support("supported", (
+        "element-wise on each rank's rows, torch's fused CPU kernel run on pieces aligned as on the whole tensor "
+        f"(its scalar tail rounds differently), bitwise equal to one process; {_FSDP2_TESTED}")),
+    zero1_2=Support("supported", f"{_ZERO_SIMULATED}{_TORCH_FUSED_TAIL}"),
+    zero3=Support("supported", f"{_ZERO_SIMULATED}{_TORCH_FUSED_TAIL}"),
+    fsdp1_flat=Support("untested", _FSDP1_FLAT + _TORCH_FUSED_TAIL),
 )
 
 WHOLE_MATRIX = DistributedCapability(
