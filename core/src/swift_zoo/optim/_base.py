@@ -18,7 +18,7 @@ from swift_zoo._errors import (
     UnsupportedShardingError,
 )
 from swift_zoo.optim._owner_state import export_owner_state, import_owner_state
-from swift_zoo.optim._sharding import MatrixOwners
+from swift_zoo.optim._sharding import MatrixOwners, record_collective
 from swift_zoo.optim._state_dtypes import restore_state_dtypes
 from swift_zoo.optim._wrappers import dtensor_layout_problem, is_dtensor, local_tensor, wrapper_of
 
@@ -317,5 +317,7 @@ def _agree_across_ranks(finite: bool, meshes: Iterable[Any]) -> bool:
         flag = torch.tensor([1.0 if finite else 0.0], device=mesh.device_type)
         for group in mesh.get_all_groups():  # every dimension of the mesh: all its ranks agree
             dist.all_reduce(flag, op=dist.ReduceOp.MIN, group=group)
+            world = dist.get_world_size(group)
+            record_collective("all_reduce", 2 * (world - 1) / world * flag.element_size())
         finite = bool(flag.item() > 0)
     return finite

@@ -114,12 +114,14 @@ def _check_local_rows(tensor: torch.Tensor, rows: int, world_size: int, rank: in
 # ----------------------------------------------------------------------------- ledger
 @dataclass
 class CommunicationLedger:
-    """Bytes each rank sent in the collectives of this module, by kind (``all_to_all``, ``all_reduce``), and
-    how many calls. ``all_to_all``: the bytes of the segments sent to other ranks, exactly. ``all_reduce``:
+    """Bytes this rank sent in the optimizer's collectives, by kind (``all_to_all``, ``all_reduce``), how many
+    calls, and the most bytes of whole matrices one gather put on this rank (``owner_peak_bytes``: the owner's
+    extra memory). ``all_to_all``: the bytes of the segments sent to other ranks, exactly. ``all_reduce``:
     ``2 (W - 1) / W`` times the buffer, what a ring all-reduce sends per rank."""
 
     bytes_sent: dict[str, float] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
+    owner_peak_bytes: int = 0
 
     def record(self, kind: str, nbytes: float) -> None:
         self.bytes_sent[kind] = self.bytes_sent.get(kind, 0.0) + nbytes
@@ -132,6 +134,7 @@ class CommunicationLedger:
     def reset(self) -> None:
         self.bytes_sent.clear()
         self.calls.clear()
+        self.owner_peak_bytes = 0
 
 
 _LEDGERS: list[CommunicationLedger] = []
@@ -148,9 +151,15 @@ def communication_ledger() -> Iterator[CommunicationLedger]:
         _LEDGERS.remove(ledger)
 
 
-def _record(kind: str, nbytes: float) -> None:
+def record_collective(kind: str, nbytes: float) -> None:
+    """Count ``nbytes`` sent by this rank in a collective of ``kind`` in every open ledger."""
     for ledger in _LEDGERS:
         ledger.record(kind, nbytes)
+
+
+def _record_owner_bytes(nbytes: int) -> None:
+    for ledger in _LEDGERS:
+        ledger.owner_peak_bytes = max(ledger.owner_peak_bytes, nbytes)
 
 
 # ----------------------------------------------------------------------------- owners
@@ -249,6 +258,7 @@ class MatrixOwners:
                         offset += count
                 for k, i in enumerate(chosen):
                     result[i] = torch.cat(pieces[k]) if k in pieces else None
+                _record_owner_bytes(sum(result[chosen[k]].numel() * result[chosen[k]].element_size() for k in mine))
         return result
 
     def scatter(self, params: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor],
@@ -327,7 +337,7 @@ def _all_to_all(send_parts: list[list[torch.Tensor]], recv_sizes: list[int], dty
     received = torch.empty(sum(recv_sizes), dtype=dtype, device=device)
     dist.all_to_all_single(received, send.to(device), recv_sizes, send_sizes, group=mesh.get_group())
     itemsize = torch.empty((), dtype=dtype).element_size()
-    _record("all_to_all", sum(n for rank, n in enumerate(send_sizes) if rank != me) * itemsize)
+    record_collective("all_to_all", sum(n for rank, n in enumerate(send_sizes) if rank != me) * itemsize)
     return received
 
 
@@ -353,7 +363,7 @@ def sum_over_shards(params: Sequence[torch.Tensor], partials: Sequence[torch.Ten
         buffer = torch.cat([partials[i].reshape(-1) for i in chosen])
         dist.all_reduce(buffer, op=dist.ReduceOp.SUM, group=mesh.get_group())
         world = mesh.size()
-        _record("all_reduce", 2 * (world - 1) / world * buffer.numel() * buffer.element_size())
+        record_collective("all_reduce", 2 * (world - 1) / world * buffer.numel() * buffer.element_size())
         offset = 0
         for i in chosen:
             count = partials[i].numel()

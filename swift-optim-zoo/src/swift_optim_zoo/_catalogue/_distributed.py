@@ -32,9 +32,9 @@ _ZERO_SIMULATED = (
     "group (stages 1, 2 and stage 3's fp32 partitions), tested on 2 and 4 simulated ranks"
 )
 _FSDP1_FLAT = (
-    "element-wise on the flat shards, tested bitwise equal to one process with weight_decay=0 on 4 ranks; but a flat "
-    "parameter mixes norms, biases and matrices, so role-based weight-decay exclusion cannot apply to it: use FSDP2 "
-    "or use_orig_params=True"
+    "element-wise on the flat shards, tested equal to one process with weight_decay=0 on 4 ranks{exactness}; but a "
+    "flat parameter mixes norms, biases and matrices, so role-based weight-decay exclusion cannot apply to it: use "
+    "FSDP2 or use_orig_params=True"
 )
 _TORCH_FUSED_TAIL = (
     "; torch's fused CPU AdamW (fused=None picks it on CPU) rounds the last numel % vector-width elements of each "
@@ -47,7 +47,7 @@ ELEMENT_WISE = DistributedCapability(
     fsdp2=Support("supported", f"element-wise on each rank's rows, bitwise equal to one process; {_FSDP2_TESTED}"),
     zero1_2=Support("supported", f"{_ZERO_SIMULATED}: bitwise equal to one process"),
     zero3=Support("supported", f"{_ZERO_SIMULATED}: bitwise equal to one process"),
-    fsdp1_flat=Support("untested", _FSDP1_FLAT),
+    fsdp1_flat=Support("untested", _FSDP1_FLAT.format(exactness=" (bitwise)")),
 )
 
 #: torch's AdamW kernels (adamw, lora_plus): under FSDP2 run on shard pieces aligned as on the whole tensor
@@ -58,7 +58,7 @@ TORCH_ADAMW = DistributedCapability(
         f"(its scalar tail rounds differently), bitwise equal to one process; {_FSDP2_TESTED}")),
     zero1_2=Support("supported", f"{_ZERO_SIMULATED}{_TORCH_FUSED_TAIL}"),
     zero3=Support("supported", f"{_ZERO_SIMULATED}{_TORCH_FUSED_TAIL}"),
-    fsdp1_flat=Support("untested", _FSDP1_FLAT + _TORCH_FUSED_TAIL),
+    fsdp1_flat=Support("untested", _FSDP1_FLAT.format(exactness="") + _TORCH_FUSED_TAIL),
 )
 
 WHOLE_MATRIX = DistributedCapability(
