@@ -39,9 +39,10 @@ class TinyLM(nn.Module):
 
 class Block(nn.Module):
     """RMSNorm, a causal single-head attention whose query/key are cut in ``num_heads`` blocks (Adam-mini's
-    head blocks), a gated MLP. Row counts chosen for sharding: ``gate`` has 3 rows (fewer than 4 ranks: an
-    empty shard), ``q_proj``/``k_proj`` 12 rows in head blocks of 4 (on 4 ranks, 3 rows each: blocks straddle
-    shards), ``up_proj`` 18 rows."""
+    head blocks), a gated MLP and a stack of 3 small experts (``experts``: role ``expert_stack``). Row counts
+    chosen for sharding: ``gate`` has 3 rows and ``experts`` 3 slices (fewer than 4 ranks: an empty shard),
+    ``q_proj``/``k_proj`` 12 rows in head blocks of 4 (on 4 ranks, 3 rows each: blocks straddle shards),
+    ``up_proj`` 18 rows."""
 
     def __init__(self, hidden: int = HIDDEN, num_heads: int = 3) -> None:
         super().__init__()
@@ -52,6 +53,7 @@ class Block(nn.Module):
         self.gate = nn.Linear(hidden, 3)
         self.up_proj = nn.Linear(hidden, 3 * hidden // 2)
         self.down_proj = nn.Linear(3 * hidden // 2, hidden, bias=False)
+        self.experts = nn.Parameter(torch.randn(3, hidden, hidden // 3) / hidden**0.5)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         x = self.norm(h)
@@ -59,7 +61,8 @@ class Block(nn.Module):
         causal = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool, device=x.device).tril()
         h = h + scores.masked_fill(~causal, float("-inf")).softmax(-1) @ x
         mix = torch.sigmoid(self.gate(x)).mean(-1, keepdim=True)
-        return h + self.down_proj(torch.tanh(self.up_proj(x))) * mix
+        experts = torch.einsum("bth,ehk->btk", x, self.experts).repeat(1, 1, 3)
+        return h + self.down_proj(torch.tanh(self.up_proj(x))) * mix + experts
 
 
 class BlockLM(nn.Module):

@@ -166,6 +166,9 @@ class ZooOptimizer(torch.optim.Optimizer):
                 self._check_sharding(with_grad)
                 if not self._gradients_finite(with_grad):
                     return loss
+                if any(is_dtensor(p) for p, _ in with_grad):  # owners for every whole matrix at once: largest first
+                    self.matrix_owners.assign(p for g in self.param_groups for p in g["params"]
+                                              if self._owner_computed(p, g))
             self._step()
             for param, group in with_grad:  # every rank holds an entry (DCP's state initialisation relies on it)
                 if is_dtensor(param) and self._owner_computed(param, group):

@@ -76,7 +76,8 @@ ROW_STATISTICS = DistributedCapability(
     ddp=DDP_TESTED,
     fsdp2=Support("supported", (
         "row, column and block statistics from one all-reduce of the ranks' partial sums per phase (O(rows + "
-        f"columns) words, no matrix moves); within 1e-6 of one process; {_FSDP2_TESTED}")),
+        f"columns) words, no matrix moves); within 1e-6 of one process; {_FSDP2_TESTED}; with fused=True the "
+        "eager rule runs, so compare with one process's eager rule (the compiled one rounds differently)")),
     zero1_2=Support("refused", _WHOLE_MATRIX_ONLY),
     zero3=Support("refused", _WHOLE_MATRIX_ONLY),
     fsdp1_flat=Support("refused", _WHOLE_MATRIX_ONLY),

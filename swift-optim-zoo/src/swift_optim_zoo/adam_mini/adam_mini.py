@@ -61,6 +61,11 @@ class AdamMini(ZooOptimizer):
     ``step`` (float32): about half of AdamW. ``fused=True`` runs the per-block rule compiled into one
     or two passes over memory (:mod:`swift_optim_zoo._fused`); layouts with column blocks stay eager.
 
+    Under FSDP2 each rank computes the mean square of its own rows and one all-reduce for all parameters
+    gives every row's (blocks that straddle ranks add their parts; ``m`` words per ``m x n`` matrix); the
+    per-block second moment is then the same on every rank, ``exp_avg`` sharded like the parameter. The
+    eager rule runs there, ``fused`` or not. Flat partitions (ZeRO, FSDP1 flat parameters) are refused.
+
     .. code-block:: yaml
 
         training_args:

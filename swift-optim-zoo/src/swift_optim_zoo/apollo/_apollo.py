@@ -57,7 +57,10 @@ class ApolloAdamW(LowRankHybrid):
     the projection every step: the least memory, at the cost of drawing ``min(m, n) r`` Gaussian
     numbers per matrix per step (on a 2-core CPU about 4 ms for 2048 x 256, a fifth of the step).
     Either way the projection is a function of the seed, so both give the same trajectory.
-    Not for FSDP flat parameters or ZeRO-3 shards (the projection needs whole matrices).
+    Under FSDP2 each matrix's gradient goes whole to one owner rank, which keeps the state; every rank
+    gets back only the scaling factor (its rows of it, or all of a per-column or tensor-wise one) and scales
+    its own gradient rows. Flat partitions (ZeRO, FSDP1 ``use_orig_params=False``) are refused (the
+    projection needs whole matrices).
 
     ``fused=True``: the low-rank moments, :math:`\tilde R_t` and the channel norms of both in one
     compiled loop (:mod:`swift_optim_zoo._fused`; measured 4.6x faster than the eager ops on a

@@ -42,7 +42,10 @@ class GaLoreAdamW(GaLoreBase):
     resuming continues the same trajectory, refresh schedule included.
 
     Gradient clipping (the trainer's ``clip_grad_norm_``) acts on full-rank gradients, before the
-    projection. Not for FSDP flat parameters or ZeRO-3 shards: the projection needs whole matrices.
+    projection. Under FSDP2 each matrix's gradient goes whole to one owner rank, which keeps the basis and
+    the moments; every rank gets back only what its rows need (the row-aligned low-rank factor's rows and
+    the other factor) and applies the same ``addmm`` (see :mod:`swift_optim_zoo.galore._hybrid`). Flat
+    partitions (ZeRO, FSDP1 ``use_orig_params=False``) are refused: the projection needs whole matrices.
 
     State per routed ``m x n`` matrix: ``2 max(m, n) r + min(m, n) r`` floats.
 

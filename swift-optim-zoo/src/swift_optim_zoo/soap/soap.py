@@ -53,6 +53,10 @@ class SOAP(ZooOptimizer):
 
     1-D parameters (norms, biases) use plain AdamW (the inner AdamW, from the first step). Not
     implemented from the reference: ``merge_dims``, ``precondition_1d``, ``data_format``.
+
+    Under FSDP2 each matrix's gradient goes whole to one owner rank (balanced by size), which keeps all its
+    state (the moments are rotated as a whole each step) and sends every rank its rows of the update; flat
+    partitions (ZeRO, FSDP1 ``use_orig_params=False``) are refused.
     ``normalize_grads`` is kept.
 
     State per matrix (float32, float64 for float64 parameters; never bf16: bf16 preconditioners
