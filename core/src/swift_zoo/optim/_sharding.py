@@ -200,8 +200,7 @@ class MatrixOwners:
             self._meshes.setdefault(id(mesh), mesh)
             new.setdefault(id(mesh), []).append(param)
         for key, fresh in new.items():
-            seen: set[int] = set()
-            unique = [p for p in fresh if not (id(p) in seen or seen.add(id(p)))]
+            unique = list({id(p): p for p in fresh}.values())  # a parameter listed twice gets one owner
             loads = self._loads.setdefault(key, [0] * self._meshes[key].size())
             for param, rank in zip(unique, plan_owners([p.numel() for p in unique], len(loads), loads)):
                 self._owner[id(param)] = rank
@@ -238,22 +237,22 @@ class MatrixOwners:
             world, me = mesh.size(), mesh.get_local_rank()
             for dtype, chosen in _by_dtype(indices, tensors):
                 owners = [self._owner[id(params[i])] for i in chosen]
-                rows = [global_rows[i] for i in chosen]
+                counts = [global_rows[i] for i in chosen]
                 trailing = [math.prod(tensors[i].shape[1:]) for i in chosen]
-                for i, n in zip(chosen, rows):
+                for i, n in zip(chosen, counts):
                     _check_local_rows(tensors[i], n, world, me, "MatrixOwners.gather")
                 send_parts: list[list[torch.Tensor]] = [[] for _ in range(world)]
                 for i, owner in zip(chosen, owners):
                     send_parts[owner].append(tensors[i].reshape(-1))
                 mine = [k for k, owner in enumerate(owners) if owner == me]
-                recv_sizes = [sum(_rows(rows[k], world, s) * trailing[k] for k in mine) for s in range(world)]
+                recv_sizes = [sum(_rows(counts[k], world, s) * trailing[k] for k in mine) for s in range(world)]
                 received = _all_to_all(send_parts, recv_sizes, dtype, tensors[chosen[0]].device, mesh, me)
                 pieces: dict[int, list[torch.Tensor]] = {k: [] for k in mine}
                 offset = 0
                 for s in range(world):
                     for k in mine:
-                        count = _rows(rows[k], world, s) * trailing[k]
-                        shape = (_rows(rows[k], world, s), *tensors[chosen[k]].shape[1:])
+                        count = _rows(counts[k], world, s) * trailing[k]
+                        shape = (_rows(counts[k], world, s), *tensors[chosen[k]].shape[1:])
                         pieces[k].append(received[offset:offset + count].view(shape))
                         offset += count
                 for k, i in enumerate(chosen):
