@@ -37,6 +37,63 @@ class TinyLM(nn.Module):
         return {"logits": self.lm_head(self.final_norm(h))}
 
 
+class Block(nn.Module):
+    """RMSNorm, a causal single-head attention whose query/key are cut in ``num_heads`` blocks (Adam-mini's
+    head blocks), a gated MLP and a stack of 3 small experts (``experts``: role ``expert_stack``). Row counts
+    chosen for sharding: ``gate`` has 3 rows and ``experts`` 3 slices (fewer than 4 ranks: an empty shard),
+    ``q_proj``/``k_proj`` 12 rows in head blocks of 4 (on 4 ranks, 3 rows each: blocks straddle shards),
+    ``up_proj`` 18 rows."""
+
+    def __init__(self, hidden: int = HIDDEN, num_heads: int = 3) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.norm = nn.RMSNorm(hidden)
+        self.q_proj = nn.Linear(hidden, hidden, bias=False)
+        self.k_proj = nn.Linear(hidden, hidden, bias=False)
+        self.gate = nn.Linear(hidden, 3)
+        self.up_proj = nn.Linear(hidden, 3 * hidden // 2)
+        self.down_proj = nn.Linear(3 * hidden // 2, hidden, bias=False)
+        self.experts = nn.Parameter(torch.randn(3, hidden, hidden // 3) / hidden**0.5)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        x = self.norm(h)
+        scores = self.q_proj(x) @ self.k_proj(x).mT / x.shape[-1] ** 0.5
+        causal = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool, device=x.device).tril()
+        h = h + scores.masked_fill(~causal, float("-inf")).softmax(-1) @ x
+        mix = torch.sigmoid(self.gate(x)).mean(-1, keepdim=True)
+        experts = torch.einsum("bth,ehk->btk", x, self.experts).repeat(1, 1, 3)
+        return h + self.down_proj(torch.tanh(self.up_proj(x))) * mix + experts
+
+
+class BlockLM(nn.Module):
+    """The model the FSDP2 tests shard: an embedding, two :class:`Block` s, a final RMSNorm and ``lm_head``;
+    each block and the root get ``fully_shard``."""
+
+    def __init__(self, vocab: int = VOCAB, hidden: int = HIDDEN) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(vocab, hidden)
+        self.blocks = nn.ModuleList([Block(hidden), Block(hidden)])
+        self.final_norm = nn.RMSNorm(hidden)
+        self.lm_head = nn.Linear(hidden, vocab, bias=False)
+
+    def forward(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.embed_tokens(input_ids)
+        for block in self.blocks:
+            h = block(h)
+        return {"logits": self.lm_head(self.final_norm(h))}
+
+
+def build_block_lm(*, seed: int = 0) -> BlockLM:
+    """The same initial weights in every process that asks with the same seed (float32)."""
+    torch.manual_seed(seed)
+    model = BlockLM()
+    with torch.no_grad():  # norms away from 1, so decay and updates on them are visible
+        for module in model.modules():
+            if isinstance(module, nn.RMSNorm):
+                module.weight.uniform_(0.5, 1.5)
+    return model
+
+
 def build_model(*, seed: int = 0, dtype: torch.dtype = torch.float32) -> TinyLM:
     """The same initial weights in every process that asks with the same seed."""
     torch.manual_seed(seed)

@@ -156,32 +156,32 @@ def test_an_untagged_state_of_the_same_shape_still_loads():
     assert len(fresh.state) == len(opt.state)
 
 
-def test_a_refused_wrapper_raises_at_the_first_step_naming_optimizer_wrapper_and_remedy():
+def test_a_refused_wrapper_raises_at_construction_naming_optimizer_wrapper_and_remedy():
     param = torch.nn.Parameter(torch.ones(4, 4))
     param.ds_id = 7  # what DeepSpeed ZeRO-3 leaves on a partitioned parameter
-    opt = RefusesZero([{"params": [param], "param_names": ["layer.weight"]}])
-    param.grad = torch.ones(4, 4)
     with pytest.raises(UnsupportedShardingError,
                        match=r"optimizer 'refuses_zero': parameter 'layer.weight' \(shape \(4, 4\)\) comes from "
                              r"DeepSpeed ZeRO-3 .* which this optimizer refuses: use FSDP2 instead"):
-        opt.step()
-    assert torch.equal(param, torch.ones(4, 4))
+        RefusesZero([{"params": [param], "param_names": ["layer.weight"]}])
 
 
-def test_a_flat_partition_in_a_matrix_group_is_seen_as_zero_1_2():
+def test_a_flat_partition_put_in_a_matrix_group_later_is_refused_at_the_next_step():
+    matrix = torch.nn.Parameter(torch.ones(4, 6))
+    opt = RefusesZero([{"params": [matrix], "role": "hidden_matrix"}])
     flat = torch.nn.Parameter(torch.ones(24))  # what ZeRO-1/2 put where the hidden matrices were
-    opt = RefusesZero([{"params": [flat], "role": "hidden_matrix"}])
+    opt.param_groups[0]["params"] = [flat]
     flat.grad = torch.ones(24)
     with pytest.raises(UnsupportedShardingError, match="ZeRO-1/2 .*needs whole matrices"):
         opt.step()
+    assert torch.equal(flat, torch.ones(24))
 
 
 def test_an_undeclared_wrapper_warns_once():
     param = torch.nn.Parameter(torch.ones(3))
     param._is_flat_param = True  # an FSDP1 flat parameter
-    opt = PlainSgd([param])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        opt = PlainSgd([param])
         for _ in range(3):
             param.grad = torch.ones(3)
             opt.step()

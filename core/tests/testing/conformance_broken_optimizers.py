@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from swift_zoo import OptimizerModeError
-from swift_zoo.optim import ZooOptimizer
+from swift_zoo import DistributedCapability, OptimizerModeError, Support
+from swift_zoo.optim import ZooOptimizer, local_tensor, sum_over_shards
 
 
 class TinyAdam(ZooOptimizer):
@@ -256,3 +256,42 @@ class PlainGroupsAdam(TinyAdam):
 
 
 _ = math  # math kept for readers extending these
+
+
+# ----------------------------------------------------------------------------- distributed declarations
+_FSDP2_CLAIMED = DistributedCapability(ddp=Support("supported", "tested"),
+                                       fsdp2=Support("supported", "claimed by the broken example"))
+
+
+class ShardNormalisedSgd(ZooOptimizer):
+    """Claims FSDP2 support but normalises each update by the norm of the *local shard* of its gradient (what
+    a whole-matrix method computed on shards does): one process and two ranks disagree."""
+
+    name = "shard_normalised_sgd"
+    distributed = _FSDP2_CLAIMED
+
+    def __init__(self, params, lr: float = 1e-2) -> None:
+        super().__init__(params, {"lr": lr})
+
+    def _step(self) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    grad = local_tensor(p.grad)
+                    local_tensor(p).add_(grad / grad.norm().clamp(min=1e-12), alpha=-group["lr"])
+
+    def state_bytes_for(self, param: torch.Tensor, group: dict) -> int:
+        return 0
+
+
+class WholeNormalisedSgd(ShardNormalisedSgd):
+    """The same rule done right under FSDP2: each matrix's norm from all-reduced partial sums of squares."""
+
+    name = "whole_normalised_sgd"
+
+    def _step(self) -> None:
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            squares = sum_over_shards(params, [local_tensor(p.grad).square().sum().reshape(1) for p in params])
+            for p, square in zip(params, squares):
+                local_tensor(p).add_(local_tensor(p.grad) / square.sqrt().clamp(min=1e-12), alpha=-group["lr"])

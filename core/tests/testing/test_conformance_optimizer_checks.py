@@ -73,11 +73,17 @@ def test_the_unbroken_reference_passes_the_same_check(check_name):
     assert getattr(testing, check_name)(TinyAdam)
 
 
+DISTRIBUTED_CHECKS = {"check_distributed_record", "check_fsdp2_equivalence"}
+
+
 @pytest.mark.parametrize("optimizer", [AdamW, TinyAdam, ModeAdam], ids=["adamw", "tiny_adam", "mode_adam"])
 def test_every_check_passes_on_correct_optimizers(optimizer):
     report = testing.check_optimizer(optimizer, on_fail="collect")
     assert report.ok, report.format_table()
-    assert {r.status for r in report} == {"passed"}, report.format_table()
+    # unregistered classes have no spec to compare; TinyAdam and ModeAdam declare no FSDP2 support
+    skipped = {r.name for r in report if r.status == "skipped"}
+    assert skipped <= DISTRIBUTED_CHECKS, report.format_table()
+    assert {r.status for r in report if r.name not in skipped} == {"passed"}, report.format_table()
     assert set(report.names) == set(testing.optimizer_checks())
 
 

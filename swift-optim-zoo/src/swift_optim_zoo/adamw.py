@@ -7,8 +7,9 @@ from typing import Any
 
 import torch
 
-from swift_optim_zoo._catalogue._distributed import ELEMENT_WISE
-from swift_zoo.optim import ZooOptimizer, require_betas, require_non_negative
+from swift_optim_zoo._catalogue._distributed import TORCH_ADAMW
+from swift_optim_zoo._inner_adamw import inner_adamw_step
+from swift_zoo.optim import ZooOptimizer, is_dtensor, require_betas, require_non_negative
 
 
 def _fused_supported(params: Iterable[Any]) -> bool:
@@ -33,6 +34,10 @@ class AdamW(ZooOptimizer, torch.optim.AdamW):
     ``fused=None`` (default) uses torch's fused kernel when every parameter is a float tensor on
     CPU or CUDA: on a 2-core CPU it steps about 7x faster than the for-loop default.
 
+    Under FSDP2 each rank updates its rows with the same kernel, cut where needed so that every element
+    gets the arithmetic it gets on the whole tensor (:mod:`swift_optim_zoo._shard_aligned`): the
+    parameters are bitwise those of one process.
+
     Defaults: ``lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01``.
 
     .. code-block:: yaml
@@ -43,7 +48,7 @@ class AdamW(ZooOptimizer, torch.optim.AdamW):
     """
 
     name = "adamw"
-    distributed = ELEMENT_WISE
+    distributed = TORCH_ADAMW
     elementwise = True
 
     def __init__(
@@ -68,6 +73,10 @@ class AdamW(ZooOptimizer, torch.optim.AdamW):
                          amsgrad=amsgrad, fused=fused or None)
 
     def _step(self) -> None:
+        if any(is_dtensor(p) for group in self.param_groups for p in group["params"]):
+            for group in self.param_groups:  # FSDP2: the same kernel on shard pieces aligned as on whole tensors
+                inner_adamw_step(self, group["params"], group, amsgrad=group["amsgrad"])
+            return
         torch_step = torch.optim.AdamW.step
         if getattr(torch_step, "hooked", False):  # torch wraps a class's step with its hooks: ours already ran them
             torch_step = torch_step.__wrapped__

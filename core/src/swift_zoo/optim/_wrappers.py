@@ -65,4 +65,4 @@ def dtensor_layout_problem(param: torch.Tensor) -> str | None:
         return None
     if isinstance(placement, Shard) and type(placement) is Shard and placement.dim == 0:
         return None
-    return f"placement {placement} on a 1-D mesh; only Shard(0) (FSDP2's default) or Replicate is supported"
+    return f"placement {placement!r} on a 1-D mesh; only Shard(0) (FSDP2's default) or Replicate is supported"

@@ -23,6 +23,7 @@ from torch import nn
 
 from swift_zoo._errors import ConformanceError
 from swift_zoo.optim import declared_state_bytes, measure_state_bytes
+from swift_zoo.testing._distributed_checks import check_distributed_record, check_fsdp2_equivalence
 from swift_zoo.testing._models import Quadratic, tiny_lm, tiny_lm_batch, tiny_lm_loss
 from swift_zoo.testing._report import CheckSkipped
 from swift_zoo.testing._subject import OptimizerSubject, optimizer_subject
@@ -675,4 +676,6 @@ OPTIMIZER_CHECKS: tuple[Callable[..., str], ...] = (
     check_state_bytes,
     check_nonfinite_gradient,
     check_foreign_state_refused,
+    check_distributed_record,
+    check_fsdp2_equivalence,
 )

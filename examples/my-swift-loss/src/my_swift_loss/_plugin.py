@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from swift_zoo import DistributedCapability, LossSpec, OptimizerSpec, Support, hookimpl
+from my_swift_loss._capability import SIGNUM
+from swift_zoo import LossSpec, OptimizerSpec, hookimpl
 
 
 @hookimpl
@@ -18,7 +19,7 @@ def swift_zoo_register_optimizers():
     return [
         OptimizerSpec("signum", "my_swift_loss.signum:Signum", summary="signSGD with momentum",
                       reference="arXiv:1802.04434", state_bytes="1 momentum buffer in the parameter's dtype",
-                      # a wrapper is "supported" once a test shows it equal to one process; the rest stay
-                      # "untested" (a warning at the first step under them) or "refused" (an error)
-                      distributed=DistributedCapability(ddp=Support("untested", "element-wise"))),
+                      # the same record as the class's: a wrapper is "supported" once a test shows it equal to
+                      # one process; the rest stay "untested" (a warning) or "refused" (an error)
+                      distributed=SIGNUM),
     ]

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from my_swift_loss._capability import SIGNUM
 from swift_zoo.optim import ZooOptimizer, local_tensor, require_in_range, require_non_negative
 
 
@@ -15,10 +16,10 @@ class Signum(ZooOptimizer):
     .. math:: m_t = \beta m_{t-1} + (1-\beta) g_t,\qquad
               \theta_t = \theta_{t-1}(1 - \eta\lambda) - \eta\,\mathrm{sign}(m_t)
 
-    Written on :class:`swift_zoo.optim.ZooOptimizer`: the frame runs the closure, applies the zoo-wide policy for
-    NaN/Inf gradients (skip the step and warn, or raise), refuses state dicts saved by other optimizers and
-    enforces the ``distributed`` capability record; this class only implements ``_step``. The rule is
-    element-wise, so it works on the local shard of a sharded parameter (``local_tensor``).
+    Element-wise, so under FSDP2 each rank updates its own rows (``local_tensor``) and the result is one
+    process's; the momentum is made with ``zeros_like(p)``, a DTensor like the parameter, so
+    ``torch.distributed.checkpoint`` reshards it. Subclassing :class:`swift_zoo.optim.ZooOptimizer` brings the
+    closure, the zoo's non-finite-gradient policy and the enforcement of the ``distributed`` record.
 
     Defaults: ``lr=1e-4, momentum=0.9, weight_decay=0.0``.
 
@@ -30,6 +31,7 @@ class Signum(ZooOptimizer):
     """
 
     name = "signum"
+    distributed = SIGNUM
     elementwise = True
 
     def __init__(self, params: Any, lr: float = 1e-4, momentum: float = 0.9, weight_decay: float = 0.0) -> None:
@@ -47,8 +49,8 @@ class Signum(ZooOptimizer):
                 state = self.state[p]
                 if not state:
                     state["momentum_buffer"] = torch.zeros_like(p)
-                buf, param, grad = local_tensor(state["momentum_buffer"]), local_tensor(p), local_tensor(p.grad)
-                buf.mul_(group["momentum"]).add_(grad, alpha=1 - group["momentum"])
+                buf, param = local_tensor(state["momentum_buffer"]), local_tensor(p)
+                buf.mul_(group["momentum"]).add_(local_tensor(p.grad), alpha=1 - group["momentum"])
                 param.mul_(1 - group["lr"] * group["weight_decay"])
                 param.add_(torch.sign(buf), alpha=-group["lr"])
 

@@ -1,6 +1,6 @@
 """AdamW behind role-based parameter groups."""
 
-from swift_optim_zoo._catalogue._distributed import ELEMENT_WISE
+from swift_optim_zoo._catalogue._distributed import TORCH_ADAMW
 from swift_zoo import OptimizerSpec
 
 OPTIMIZERS = [
@@ -11,6 +11,6 @@ OPTIMIZERS = [
         reference="arXiv:1711.05101",
         state_bytes="2 moments in the parameter's dtype + a 4-byte step per tensor",
         roles=("all",),
-        distributed=ELEMENT_WISE,
+        distributed=TORCH_ADAMW,
     ),
 ]

@@ -1,6 +1,6 @@
 """LoRA+: a larger learning rate for LoRA B matrices."""
 
-from swift_optim_zoo._catalogue._distributed import ELEMENT_WISE
+from swift_optim_zoo._catalogue._distributed import TORCH_ADAMW
 from swift_zoo import OptimizerSpec
 
 OPTIMIZERS = [
@@ -13,6 +13,6 @@ OPTIMIZERS = [
         state_bytes="AdamW's: 2 words (parameter dtype) + 4-byte step",
         roles=("all",),
         needs_model=True,
-        distributed=ELEMENT_WISE,
+        distributed=TORCH_ADAMW,
     ),
 ]

@@ -12,9 +12,10 @@ from swift_optim_zoo._catalogue._distributed import ADAFACTOR
 from swift_optim_zoo._fused import check_fused
 from swift_optim_zoo.adafactor._fused_rule import fused_adafactor_step
 from swift_optim_zoo.adafactor._rule import adafactor_state_elements, adafactor_update, init_adafactor_state, rms
+from swift_optim_zoo.adafactor._sharded import sharded_adafactor_step
 from swift_optim_zoo.galore._hybrid import compute_dtype
 from swift_zoo import ConfigError
-from swift_zoo.optim import ZooOptimizer, require_in_range, require_non_negative, require_positive
+from swift_zoo.optim import ZooOptimizer, is_row_sharded, require_in_range, require_non_negative, require_positive
 
 
 class Adafactor(ZooOptimizer):
@@ -48,6 +49,10 @@ class Adafactor(ZooOptimizer):
     kernels for float32 on CPU (:mod:`swift_optim_zoo._native`) and compiled loops otherwise
     (:mod:`swift_optim_zoo._fused`; 1-D tensors in one); see
     :mod:`swift_optim_zoo.adafactor._fused_rule`. Same arithmetic, summed in another order.
+
+    Under FSDP2 (row-sharded DTensor parameters) the statistics come from all-reduced partial sums
+    (:mod:`swift_optim_zoo.adafactor._sharded`: ``n + 3`` words per ``m x n`` matrix per step, no matrix
+    moves); the eager arithmetic, summed in another order. An lr of 0 moves nothing, in relative-step mode too.
 
     .. code-block:: yaml
 
@@ -120,13 +125,14 @@ class Adafactor(ZooOptimizer):
     @staticmethod
     def _step_size(group: Mapping[str, Any], step: int, param_rms: float) -> float:
         size = group["lr"]
-        if group["relative_step"]:
+        if group["relative_step"] and size != 0:  # an lr of 0 (DCP's state initialisation sets it) moves nothing
             floor = 1e-6 * step if group["warmup_init"] else 1e-2
             size = min(floor, 1.0 / math.sqrt(step))
         scale = max(group["eps"][1], param_rms) if group["scale_parameter"] else 1.0
         return scale * size
 
     def _step(self) -> None:
+        sharded: list[tuple[torch.Tensor, dict[str, Any]]] = []
         for group in self.param_groups:
             for param in group["params"]:
                 if param.grad is None:
@@ -134,6 +140,9 @@ class Adafactor(ZooOptimizer):
                 if param.grad.is_sparse:
                     message = f"{self.name}: sparse gradients are not supported"
                     raise RuntimeError(message)
+                if is_row_sharded(param):
+                    sharded.append((param, group))
+                    continue
                 dtype = compute_dtype(param)
                 grad = param.grad.to(dtype)
                 state = self.state[param]
@@ -160,4 +169,6 @@ class Adafactor(ZooOptimizer):
                 work.sub_(update)
                 if not in_place:
                     param.copy_(work)
+        if sharded:
+            sharded_adafactor_step(self, sharded, self._step_size, compute_dtype)
 

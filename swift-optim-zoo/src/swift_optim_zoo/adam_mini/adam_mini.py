@@ -9,9 +9,26 @@ from torch import nn
 
 from swift_optim_zoo._catalogue._distributed import ADAM_MINI
 from swift_optim_zoo._fused import FusedKernel, alias, check_fused
-from swift_optim_zoo.adam_mini.blocks import BlockLayout, block_layouts, layout_from_group, matrix_view
+from swift_optim_zoo.adam_mini.blocks import (
+    BlockLayout,
+    block_layouts,
+    layout_from_group,
+    layout_rows,
+    local_row_span,
+    local_rows,
+    matrix_view,
+)
 from swift_zoo import ConfigError
-from swift_zoo.optim import ZooOptimizer, group_role, require_betas, require_int, require_non_negative
+from swift_zoo.optim import (
+    ZooOptimizer,
+    group_role,
+    is_row_sharded,
+    local_tensor,
+    require_betas,
+    require_int,
+    require_non_negative,
+    sum_over_shards,
+)
 from swift_zoo.params import NO_DECAY_ROLES, ParamRole
 
 
@@ -46,6 +63,11 @@ class AdamMini(ZooOptimizer):
     State: ``exp_avg`` (parameter dtype), ``exp_avg_sq`` (one value per block, parameter dtype),
     ``step`` (float32): about half of AdamW. ``fused=True`` runs the per-block rule compiled into one
     or two passes over memory (:mod:`swift_optim_zoo._fused`); layouts with column blocks stay eager.
+
+    Under FSDP2 each rank computes the mean square of its own rows and one all-reduce for all parameters
+    gives every row's (blocks that straddle ranks add their parts; ``m`` words per ``m x n`` matrix); the
+    per-block second moment is then the same on every rank, ``exp_avg`` sharded like the parameter. The
+    eager rule runs there, ``fused`` or not. Flat partitions (ZeRO, FSDP1 flat parameters) are refused.
 
     .. code-block:: yaml
 
@@ -113,43 +135,87 @@ class AdamMini(ZooOptimizer):
         return (param.numel() + blocks) * param.element_size() + 4
 
     def _step(self) -> None:
+        sharded: list[tuple[torch.Tensor, dict[str, Any]]] = []
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is not None:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    message = "optimizer 'adam_mini': sparse gradients are not supported"
+                    raise RuntimeError(message)
+                if is_row_sharded(p):
+                    sharded.append((p, group))
+                else:
                     self._param_step(p, group)
+        if sharded:  # FSDP2: every row's mean square whole, from one all-reduce of the ranks' parts
+            parts = [self._row_mean_squares(p, group, self._advance(p, group)) for p, group in sharded]
+            totals = sum_over_shards([p for p, _ in sharded], parts)
+            for (p, group), row_mean_sq in zip(sharded, totals):
+                self._write(p, group, self.state[p], row_mean_sq)
 
-    def _param_step(self, p: torch.Tensor, group: dict[str, Any]) -> None:
-        if p.grad.is_sparse:
-            message = "optimizer 'adam_mini': sparse gradients are not supported"
-            raise RuntimeError(message)
-        layout, block_rows = group["layout"], group["block_rows"]
-        num_blocks = sum(n // b for n, b in block_rows)
+    def _advance(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        """The state of ``p`` (created on first use) with its step advanced."""
         state = self.state[p]
         if not state:
             state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
             state["exp_avg"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
-            state["exp_avg_sq"] = torch.zeros(num_blocks, dtype=p.dtype, device=p.device)
-        beta1, beta2 = group["betas"]
-        lr = group["lr"]
+            state["exp_avg_sq"] = torch.zeros(sum(n // b for n, b in group["block_rows"]), dtype=p.dtype,
+                                              device=p.device)
         state["step"] += 1
-        step = float(state["step"])
-        grad = p.grad
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        if group.get("fused", False) and layout != "columns" and grad.dtype == p.dtype and p.is_contiguous():
-            scalars = (lr, beta1, beta2, group["eps"], group["weight_decay"], 1 - beta1**step, 1 - beta2**step)
-            _fused_param_step(p, grad.contiguous(), exp_avg, exp_avg_sq, layout, block_rows, scalars)
+        return state
+
+    def _param_step(self, p: torch.Tensor, group: dict[str, Any]) -> None:
+        state = self._advance(p, group)
+        layout, block_rows = group["layout"], group["block_rows"]
+        if group.get("fused", False) and layout != "columns" and p.grad.dtype == p.dtype and p.is_contiguous():
+            beta1, beta2 = group["betas"]
+            step = float(state["step"])
+            scalars = (group["lr"], beta1, beta2, group["eps"], group["weight_decay"], 1 - beta1**step,
+                       1 - beta2**step)
+            _fused_param_step(p, p.grad.contiguous(), state["exp_avg"], state["exp_avg_sq"], layout, block_rows,
+                              scalars)
             return
-        exp_avg.lerp_(grad, 1 - beta1)
+        self._write(p, group, state, self._row_mean_squares(p, group, state))
+
+    @staticmethod
+    def _row_mean_squares(p: torch.Tensor, group: dict[str, Any], state: dict[str, Any]) -> torch.Tensor:
+        """Momentum update, then the mean of squares of the gradient per row of the block layout. For a
+        row-sharded ``p``: this rank's part of every row's mean (its own rows whole, zeros elsewhere; partial
+        sums for layouts whose rows cross the shards), to be summed over the ranks."""
+        local_tensor(state["exp_avg"]).lerp_(local_tensor(p.grad), 1 - group["betas"][0])
         compute = torch.promote_types(p.dtype, torch.float32)
-        grad_rows = matrix_view(grad.contiguous(), layout)
+        grad = p.grad if is_row_sharded(p) else p.grad.contiguous()
+        grad_rows = local_rows(grad, group["layout"], p)
+        cols = p.numel() // max(1, layout_rows(p.shape, group["layout"]))
         # mean of squares per row without a gradient-sized temporary
-        row_mean_sq = torch.linalg.vector_norm(grad_rows, dim=1, dtype=compute).square_().div_(grad_rows.shape[1])
+        mean_sq = torch.linalg.vector_norm(grad_rows, dim=1, dtype=compute).square_().div_(cols)
+        if not is_row_sharded(p):
+            return mean_sq
+        start, count = local_row_span(p, group["layout"])
+        if count is None:  # every row crosses the shards: this rank's partial sums
+            return mean_sq
+        everything = mean_sq.new_zeros(layout_rows(p.shape, group["layout"]))
+        everything[start:start + count] = mean_sq
+        return everything
+
+    @staticmethod
+    def _write(p: torch.Tensor, group: dict[str, Any], state: dict[str, Any], row_mean_sq: torch.Tensor) -> None:
+        """The second moment per block from the rows' mean squares, then the write on the local rows."""
+        beta1, beta2 = group["betas"]
+        lr, step, block_rows = group["lr"], float(state["step"]), group["block_rows"]
+        exp_avg_sq = state["exp_avg_sq"]
+        compute = torch.promote_types(p.dtype, torch.float32)
         exp_avg_sq.mul_(beta2).add_(_block_means(row_mean_sq, block_rows), alpha=1 - beta2)
         denom = (exp_avg_sq.to(compute) / (1 - beta2**step)).sqrt_().add_(group["eps"])
         if group["weight_decay"] != 0:
-            p.mul_(1 - lr * group["weight_decay"])
+            local_tensor(p).mul_(1 - lr * group["weight_decay"])
         row_scale = _per_row(denom.reciprocal_(), block_rows).mul_(lr / (1 - beta1**step))
-        matrix_view(p, layout).addcmul_(matrix_view(exp_avg, layout), row_scale.unsqueeze(1).to(p.dtype), value=-1)
+        if is_row_sharded(p):
+            start, count = local_row_span(p, group["layout"])
+            if count is not None:
+                row_scale = row_scale[start:start + count]
+        local_rows(p, group["layout"], p).addcmul_(local_rows(state["exp_avg"], group["layout"], p),
+                                                   row_scale.unsqueeze(1).to(p.dtype), value=-1)
 
 
 def _adam_mini_rule(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,

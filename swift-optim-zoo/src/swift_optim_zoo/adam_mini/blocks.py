@@ -14,6 +14,7 @@ blocks of ``b`` rows". One second-moment scalar is kept per block.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from swift_zoo import ConfigError
+from swift_zoo.optim import is_row_sharded, local_tensor, row_range
 from swift_zoo.params import ParamRole, classify_parameters
 
 _QUERY_NAMES = ("q_proj", "wq", "query", "q", "to_q", "q_lin")
@@ -56,6 +58,45 @@ def matrix_view(tensor: torch.Tensor, layout: str) -> torch.Tensor:
     if layout == "columns":
         return tensor.view(tensor.shape[0], -1).t()
     return tensor.view(1, -1)
+
+
+def layout_rows(shape: torch.Size | tuple[int, ...], layout: str) -> int:
+    """Rows ``R`` of the ``[R, C]`` matrix of ``layout`` for a tensor of ``shape``."""
+    numel = math.prod(shape)
+    if layout == "rows":
+        return int(shape[0])
+    if layout == "last":
+        return numel // int(shape[-1]) if shape[-1] else 0
+    if layout == "columns":
+        return numel // int(shape[0]) if shape[0] else 0
+    return 1
+
+
+def local_row_span(param: torch.Tensor, layout: str) -> tuple[int, int | None]:
+    """For a row-sharded ``param`` (FSDP2): ``(first row, rows)`` of the layout's matrix that this rank holds
+    whole, or ``(0, None)`` when every row of the layout crosses the shards (``columns``, ``whole``)."""
+    if layout not in ("rows", "last"):
+        return 0, None
+    mesh = param.device_mesh
+    first, stop = row_range(param.shape[0], mesh.size(), mesh.get_local_rank())
+    per_slice = layout_rows(param.shape, layout) // param.shape[0] if param.shape[0] else 0
+    return first * per_slice, (stop - first) * per_slice
+
+
+def local_rows(tensor: torch.Tensor, layout: str, param: torch.Tensor) -> torch.Tensor:
+    """The local part of ``tensor`` (shaped like ``param``; a DTensor's local rows) as rows of ``layout``'s
+    matrix: its own rows (``rows``, ``last``) or a part of every row (``columns``, ``whole``). A view."""
+    local = local_tensor(tensor)
+    if not is_row_sharded(param):
+        return matrix_view(local, layout)
+    shape, numel = param.shape, param.numel()
+    if layout == "rows":
+        return local.view(local.shape[0], numel // shape[0])
+    if layout == "last":
+        return local.view(local.numel() // shape[-1], shape[-1])
+    if layout == "columns":
+        return local.view(local.shape[0], numel // shape[0]).t()
+    return local.view(1, local.numel())
 
 
 def layout_for_role(param: torch.Tensor, role: ParamRole, *, columns: bool = False) -> BlockLayout:

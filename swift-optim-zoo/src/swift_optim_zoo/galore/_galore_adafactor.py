@@ -9,7 +9,7 @@ from typing import Any, Literal
 import torch
 
 from swift_optim_zoo.adafactor._rule import adafactor_state_elements, adafactor_update, init_adafactor_state
-from swift_optim_zoo.galore._hybrid import check_adam_hyperparameters
+from swift_optim_zoo.galore._hybrid import check_adam_hyperparameters, write_coefficients
 from swift_optim_zoo.galore._projected import GaLoreBase, check_projection_kwargs
 from swift_zoo.optim import require_betas, require_in_range, require_non_negative, require_positive
 
@@ -95,9 +95,9 @@ class GaLoreAdafactor(GaLoreBase):
         elements = adafactor_state_elements(low_rank, use_first_moment=group["beta1"] is not None)
         return (elements + min(rows, cols) * rank) * itemsize
 
-    def _low_rank_step(self, param: torch.Tensor, grad: torch.Tensor, state: dict[str, Any],
-                       group: dict[str, Any], index: int) -> None:
-        low_rank, basis, side = self._projected(grad, state, group, index)
+    def _owner_step(self, param: torch.Tensor, grad: torch.Tensor, state: dict[str, Any], group: dict[str, Any],
+                    index: int) -> list[torch.Tensor]:
+        low_rank, basis, _ = self._projected(grad, state, group, index)
         if "exp_avg_sq_row" not in state:
             init_adafactor_state(state, low_rank.shape, dtype=low_rank.dtype, device=low_rank.device,
                                  use_first_moment=group["beta1"] is not None)
@@ -108,5 +108,5 @@ class GaLoreAdafactor(GaLoreBase):
             clip_threshold=float(group["clip_threshold"]), decay_rate=float(group["decay_rate"]),
             beta1=group["beta1"],
         )
-        self._apply_back_projected(param, update, basis, side, step_size=float(group["scale"]),
-                                   decay=lr * group["weight_decay"], decay_first=True)
+        beta, alpha = self._coefficients(float(group["scale"]), lr * group["weight_decay"], decay_first=True)
+        return [update, basis, write_coefficients(beta, alpha, update)]

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import torch
 
-from swift_optim_zoo.galore._hybrid import check_adam_hyperparameters
+from swift_optim_zoo.galore._hybrid import check_adam_hyperparameters, write_coefficients
 from swift_optim_zoo.galore._projected import GaLoreBase, check_projection_kwargs
 
 
@@ -42,7 +42,10 @@ class GaLoreAdamW(GaLoreBase):
     resuming continues the same trajectory, refresh schedule included.
 
     Gradient clipping (the trainer's ``clip_grad_norm_``) acts on full-rank gradients, before the
-    projection. Not for FSDP flat parameters or ZeRO-3 shards: the projection needs whole matrices.
+    projection. Under FSDP2 each matrix's gradient goes whole to one owner rank, which keeps the basis and
+    the moments; every rank gets back only what its rows need (the row-aligned low-rank factor's rows and
+    the other factor) and applies the same ``addmm`` (see :mod:`swift_optim_zoo.galore._hybrid`). Flat
+    partitions (ZeRO, FSDP1 ``use_orig_params=False``) are refused: the projection needs whole matrices.
 
     State per routed ``m x n`` matrix: ``2 max(m, n) r + min(m, n) r`` floats.
 
@@ -98,9 +101,9 @@ class GaLoreAdamW(GaLoreBase):
     def _basis_elements(self, rows: int, cols: int, rank: int, group: Mapping[str, Any]) -> int:
         return min(rows, cols) * rank
 
-    def _low_rank_step(self, param: torch.Tensor, grad: torch.Tensor, state: dict[str, Any],
-                       group: dict[str, Any], index: int) -> None:
-        low_rank, basis, side = self._projected(grad, state, group, index)
+    def _owner_step(self, param: torch.Tensor, grad: torch.Tensor, state: dict[str, Any], group: dict[str, Any],
+                    index: int) -> list[torch.Tensor]:
+        low_rank, basis, _ = self._projected(grad, state, group, index)
         if "exp_avg" not in state:
             state["exp_avg"] = torch.zeros_like(low_rank)
             state["exp_avg_sq"] = torch.zeros_like(low_rank)
@@ -112,5 +115,6 @@ class GaLoreAdamW(GaLoreBase):
         exp_avg_sq.mul_(beta2).addcmul_(low_rank, low_rank, value=1.0 - beta2)
         step_size = group["lr"] * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
         normalized = exp_avg / (exp_avg_sq.sqrt() + group["eps"])
-        self._apply_back_projected(param, normalized, basis, side, step_size=step_size * float(group["scale"]),
-                                   decay=group["lr"] * group["weight_decay"], decay_first=False)
+        beta, alpha = self._coefficients(step_size * float(group["scale"]), group["lr"] * group["weight_decay"],
+                                         decay_first=False)
+        return [normalized, basis, write_coefficients(beta, alpha, normalized)]

@@ -8,6 +8,16 @@ AdamW of :mod:`swift_optim_zoo._inner_adamw`, with the same group's ``lr``, ``be
 
 Low-rank state is kept in ``float32`` (``float64`` for ``float64`` parameters), whatever the
 parameter's dtype; the parameter itself is updated in its own dtype.
+
+A routed matrix's step has two parts: :meth:`LowRankHybrid._owner_step` needs the whole gradient and the
+state (projection, low-rank moments), and returns a few tensors -- a low-rank factor and a basis, or a
+scaling factor, plus the two write coefficients; :meth:`LowRankHybrid._apply_update` writes the parameter
+from them, row by row. On one process both run in turn. Under FSDP2 (row-sharded DTensors) the gradients
+are gathered to each matrix's owner rank (:class:`~swift_zoo.optim.MatrixOwners`, one ``all_to_all`` for all
+matrices), the owner runs :meth:`~LowRankHybrid._owner_step` and keeps the state, and each rank receives only
+what its rows need (:meth:`~LowRankHybrid._update_layout`: the row-aligned factor's rows, the other factor
+whole) and applies it: ``(m + n) r`` numbers back per matrix instead of ``m n``, and the same arithmetic as
+one process row for row.
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ from swift_optim_zoo import _native
 from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX
 from swift_optim_zoo._inner_adamw import adamw_state_bytes, inner_adamw_step
 from swift_optim_zoo._projection import matrix_view_shape
-from swift_zoo.optim import ZooOptimizer, group_role, require_betas, require_non_negative
+from swift_zoo.optim import ZooOptimizer, group_role, local_tensor, placeholder, require_betas, require_non_negative
 from swift_zoo.params import ParamRole
 
 
@@ -49,11 +59,21 @@ def row_and_column_scales(grad: torch.Tensor, factor: torch.Tensor) -> tuple[tor
     return grad.new_ones(rows), factor.reshape(cols)
 
 
+#: what an owner step returns, per tensor: (shape, dtype, rows) -- ``rows``: split like the parameter's rows
+Layout = list[tuple[tuple[int, ...], torch.dtype, bool]]
+
+
+def write_coefficients(beta: float, alpha: float, like: torch.Tensor) -> torch.Tensor:
+    """``(beta, alpha)`` of ``param <- beta param - alpha update`` as a float64 tensor (exact for Python floats)."""
+    return torch.tensor([beta, alpha], dtype=torch.float64, device=like.device)
+
+
 class LowRankHybrid(ZooOptimizer):
     """Base of the low-rank optimizers: routing, the inner AdamW, state accounting and loading.
 
-    Subclasses implement :meth:`_low_rank_step` (one update of one routed parameter, 2-D view)
-    and :meth:`_low_rank_state_bytes`, and may override :meth:`_routes_low_rank`.
+    Subclasses implement :meth:`_owner_step` (the state update of one routed parameter from its whole
+    gradient, 2-D view), :meth:`_update_layout` (what it returns) and :meth:`_apply_update` (the write on
+    local rows), and :meth:`_low_rank_state_bytes`; they may override :meth:`_routes_low_rank`.
     """
 
     name: ClassVar[str] = ""
@@ -67,8 +87,23 @@ class LowRankHybrid(ZooOptimizer):
         rows, cols = matrix_view_shape(param.shape)
         return int(group["rank"]) < min(rows, cols)
 
-    def _low_rank_step(self, param: torch.Tensor, grad: torch.Tensor, state: dict[str, Any],
-                       group: dict[str, Any], index: int) -> None:
+    def _owner_computed(self, param: torch.Tensor, group: Mapping[str, Any]) -> bool:
+        return self._routes_low_rank(param, group)
+
+    def _owner_step(self, param: torch.Tensor, grad: torch.Tensor, state: dict[str, Any], group: dict[str, Any],
+                    index: int) -> list[torch.Tensor]:
+        """Update ``state`` from the whole gradient ``grad`` (``rows x cols``, compute dtype) of routed
+        parameter number ``index``; return the tensors :meth:`_apply_update` needs (see :meth:`_update_layout`)."""
+        raise NotImplementedError
+
+    def _update_layout(self, param: torch.Tensor, group: Mapping[str, Any]) -> Layout:
+        """Shape, dtype and row split of each tensor :meth:`_owner_step` returns for ``param``."""
+        raise NotImplementedError
+
+    def _apply_update(self, param: torch.Tensor, grad: torch.Tensor, update: list[torch.Tensor],
+                      group: Mapping[str, Any]) -> None:
+        """Write ``param``'s local rows (``grad``: their gradient, compute dtype, ``local rows x cols``) from
+        ``update``: this rank's part of what :meth:`_owner_step` returned."""
         raise NotImplementedError
 
     def _low_rank_state_bytes(self, rows: int, cols: int, rank: int, itemsize: int,
@@ -87,6 +122,7 @@ class LowRankHybrid(ZooOptimizer):
     def _step(self) -> None:
         """One update of every parameter that has a gradient."""
         index = 0
+        sharded: list[tuple[torch.Tensor, dict[str, Any], int]] = []
         for group in self.param_groups:
             others = []
             for param in group["params"]:
@@ -99,10 +135,43 @@ class LowRankHybrid(ZooOptimizer):
                 if not self._routes_low_rank(param, group):
                     others.append(param)
                     continue
+                if self.matrix_owners.owner_of(param) is not None:
+                    sharded.append((param, group, index))
+                    continue
                 rows, cols = matrix_view_shape(param.shape)
                 grad = param.grad.reshape(rows, cols).to(compute_dtype(param))
-                self._low_rank_step(param, grad, self.state[param], group, index)
+                self._apply_update(param, grad, self._owner_step(param, grad, self.state[param], group, index), group)
             inner_adamw_step(self, others, group)
+        if sharded:
+            self._sharded_steps(sharded)
+
+    def _sharded_steps(self, items: list[tuple[torch.Tensor, dict[str, Any], int]]) -> None:
+        """FSDP2: gradients gathered whole to their owners, owner steps, each rank's part sent back, applied."""
+        owners = self.matrix_owners
+        params = [param for param, _, _ in items]
+        grads = []
+        for param, _, _ in items:
+            local = local_tensor(param.grad)
+            grads.append(local.reshape(local.shape[0], matrix_view_shape(param.shape)[1]).to(compute_dtype(param)))
+        sent_params: list[torch.Tensor] = []
+        sent: list[torch.Tensor] = []
+        by_rows: list[bool] = []
+        counts = []
+        for (param, group, index), full in zip(items, owners.gather(params, grads)):
+            layout = self._update_layout(param, group)
+            if full is None:
+                sent.extend(placeholder(shape, dtype) for shape, dtype, _ in layout)
+            else:
+                sent.extend(self._owner_step(param, full, self.state[param], group, index))
+            sent_params.extend([param] * len(layout))
+            by_rows.extend(rows for _, _, rows in layout)
+            counts.append(len(layout))
+        received = owners.scatter(sent_params, sent, rows=by_rows)
+        offset = 0
+        for (param, group, _), grad, count in zip(items, grads, counts):
+            if grad.numel():
+                self._apply_update(param, grad, received[offset:offset + count], group)
+            offset += count
 
     # --------------------------------------------------------------------- helpers
     @staticmethod
@@ -122,9 +191,10 @@ class LowRankHybrid(ZooOptimizer):
         return param.detach().reshape(shape).to(dtype, copy=True), True
 
     def _apply_back_projected(self, param: torch.Tensor, low_rank: torch.Tensor, basis: torch.Tensor, side: str,
-                              *, step_size: float, decay: float, decay_first: bool) -> None:
-        """``param <- beta param - alpha back(low_rank)`` in one ``addmm`` (no full-size temporary)."""
-        beta, alpha = self._coefficients(step_size, decay, decay_first)
+                              *, beta: float, alpha: float) -> None:
+        """``param <- beta param - alpha back(low_rank)`` in one ``addmm`` (no full-size temporary), on the local
+        rows of ``param``: ``low_rank`` (right) or ``basis`` (left) holds just those rows."""
+        param = local_tensor(param)
         rows = low_rank.shape[0] if side == "right" else basis.shape[0]
         cols = basis.shape[0] if side == "right" else low_rank.shape[1]
         target, copied = self._writable_view(param, torch.Size((rows, cols)), low_rank.dtype)
@@ -133,12 +203,13 @@ class LowRankHybrid(ZooOptimizer):
         if copied:
             param.copy_(target.view(param.shape))
 
-    def _apply_scaled(self, param: torch.Tensor, grad: torch.Tensor, factor: torch.Tensor, *, step_size: float,
-                      decay: float, decay_first: bool, fused: bool = False) -> None:
-        """``param <- beta param - alpha (grad * factor)``, ``factor`` broadcast (one fused pass). ``fused``:
-        the C write of :func:`~swift_optim_zoo._native.factored_write` where it applies (a contiguous
-        float32 CPU parameter), torch ops otherwise."""
-        beta, alpha = self._coefficients(step_size, decay, decay_first)
+    def _apply_scaled(self, param: torch.Tensor, grad: torch.Tensor, factor: torch.Tensor, *, beta: float,
+                      alpha: float, fused: bool = False) -> None:
+        """``param <- beta param - alpha (grad * factor)``, ``factor`` broadcast (one fused pass), on the local
+        rows of ``param`` (``grad`` and a per-row ``factor``: those rows). ``fused``: the C write of
+        :func:`~swift_optim_zoo._native.factored_write` where it applies (a contiguous float32 CPU parameter),
+        torch ops otherwise."""
+        param = local_tensor(param)
         if fused and param.is_contiguous():
             row_scale, col_scale = row_and_column_scales(grad, factor)
             if _native.factored_write(param.view(grad.shape), grad, row_scale * alpha, col_scale, decay=beta,

@@ -8,12 +8,13 @@ from typing import Any
 import torch
 
 from swift_optim_zoo._projection import (
+    matrix_view_shape,
     mix_seed,
     project,
     projection_side,
     subspace_basis,
 )
-from swift_optim_zoo.galore._hybrid import LowRankHybrid
+from swift_optim_zoo.galore._hybrid import Layout, LowRankHybrid, compute_dtype
 from swift_zoo.optim import require_choice, require_int, require_positive
 
 PROJ_METHODS = ("randomized", "svd")
@@ -78,3 +79,22 @@ class GaLoreBase(LowRankHybrid):
     @staticmethod
     def _low_rank_shape(rows: int, cols: int, rank: int) -> tuple[int, int]:
         return (rows, rank) if projection_side(rows, cols) == "right" else (rank, cols)
+
+    # --------------------------------------------------------------------- the write
+    def _update_layout(self, param: torch.Tensor, group: Mapping[str, Any]) -> Layout:
+        """``[low-rank update, basis, (beta, alpha)]``: on the right side (``m >= n``) the ``m x r`` update
+        is split by rows and every rank gets the ``n x r`` basis; on the left the ``m x r`` basis is split and
+        every rank gets the ``r x n`` update."""
+        rows, cols = matrix_view_shape(param.shape)
+        rank = int(group["rank"])
+        dtype = compute_dtype(param)
+        right = projection_side(rows, cols) == "right"
+        return [(self._low_rank_shape(rows, cols, rank), dtype, right), ((min(rows, cols), rank), dtype, not right),
+                ((2,), torch.float64, False)]
+
+    def _apply_update(self, param: torch.Tensor, grad: torch.Tensor, update: list[torch.Tensor],
+                      group: Mapping[str, Any]) -> None:
+        low_rank, basis, coefficients = update
+        beta, alpha = coefficients.tolist()
+        side = projection_side(*matrix_view_shape(param.shape))
+        self._apply_back_projected(param, low_rank, basis, side, beta=beta, alpha=alpha)

@@ -8,7 +8,7 @@ import torch
 
 from swift_optim_zoo._catalogue._distributed import ELEMENT_WISE
 from swift_optim_zoo._fused import FusedKernel, alias, can_alias, check_fused
-from swift_zoo.optim import ZooOptimizer, require_betas, require_non_negative
+from swift_zoo.optim import ZooOptimizer, local_tensor, require_betas, require_non_negative
 
 
 class Lion(ZooOptimizer):
@@ -81,9 +81,9 @@ class Lion(ZooOptimizer):
                 state = self.state[p]
                 if "exp_avg" not in state:
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                params.append(p)
-                grads.append(p.grad)
-                exp_avgs.append(state["exp_avg"])
+                params.append(local_tensor(p))  # FSDP2: the local rows (element-wise rule)
+                grads.append(local_tensor(p.grad))
+                exp_avgs.append(local_tensor(state["exp_avg"]))
             if not params:
                 continue
             beta1, beta2 = group["betas"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
@@ -14,6 +15,8 @@ from swift_zoo import ConfigError
 from swift_zoo.optim import (
     ZooOptimizer,
     group_role,
+    local_tensor,
+    placeholder,
     require_betas,
     require_choice,
     require_finite,
@@ -39,6 +42,13 @@ def lr_scale(shape: tuple[int, int], adjust_lr_fn: str) -> float:
     if adjust_lr_fn == "match_rms_adamw":
         return 0.2 * math.sqrt(max(rows, cols))
     return math.sqrt(max(1.0, rows / cols))
+
+
+def matrix_shape(shape: torch.Size | tuple[int, ...], *, per_expert: bool) -> tuple[int, int]:
+    """The ``[A, B]`` shape Muon orthogonalises for a parameter of ``shape`` (see :func:`matrix_view`)."""
+    if len(shape) == 2 or per_expert:
+        return int(shape[-2]), int(shape[-1])
+    return int(shape[0]), int(math.prod(shape[1:]))
 
 
 def matrix_view(tensor: torch.Tensor, *, per_expert: bool) -> torch.Tensor:
@@ -97,8 +107,11 @@ class Muon(ZooOptimizer):
     class flattens convolutions, batches expert stacks and runs the inner AdamW itself; and
     ``ns_dtype`` can move the iteration to float32/float64.
 
-    Runs on one process: no ``torch.distributed`` needed. Not for FSDP / ZeRO-3 sharded
-    parameters without a gather (Newton–Schulz needs whole matrices).
+    Runs on one process: no ``torch.distributed`` needed. Under FSDP2 (row-sharded DTensor
+    parameters) the momentum stays sharded; each matrix's update is gathered, in ``ns_dtype``, to one
+    owner rank (owners balanced by size), orthogonalised there whole, and its rows sent back (one
+    ``all_to_all`` per direction for all matrices: :class:`~swift_zoo.optim.MatrixOwners`), so the result
+    is one process's. Flat partitions (ZeRO, FSDP1 ``use_orig_params=False``) are refused.
 
     Defaults (Keller Jordan's): ``lr=0.02, momentum=0.95, nesterov=True, weight_decay=0,
     ns_steps=5, adjust_lr_fn="original"``; inner AdamW ``adamw_lr=3e-4, adamw_betas=(0.9, 0.95),
@@ -117,6 +130,7 @@ class Muon(ZooOptimizer):
 
     name = "muon"
     distributed = WHOLE_MATRIX
+    sharded_state_keys = frozenset({"momentum_buffer"})
 
     def __init__(
         self,
@@ -208,14 +222,22 @@ class Muon(ZooOptimizer):
         return adamw_state_bytes(param)
 
     # -------------------------------------------------------------------- step
+    def _owner_computed(self, param: torch.Tensor, group: Mapping[str, Any]) -> bool:
+        return bool(group.get("use_muon"))
+
     def _step(self) -> None:
+        sharded: list[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]] = []
         for group in self.param_groups:
             if group["use_muon"]:
-                self._muon_group_step(group)
+                sharded.extend(self._muon_group_step(group))
             else:
                 inner_adamw_step(self, group["params"], group)
+        if sharded:
+            self._sharded_orthogonalisation(sharded)
 
-    def _muon_group_step(self, group: dict[str, Any]) -> None:
+    def _muon_group_step(self, group: dict[str, Any]) -> list[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]]:
+        """Momentum and decay on the local rows; the update of each whole (not row-sharded) matrix. Returns
+        ``(param, local rows of its update in ns_dtype, group)`` of the row-sharded ones."""
         params, grads, buffers = [], [], []
         for p in group["params"]:
             if p.grad is None:
@@ -227,21 +249,49 @@ class Muon(ZooOptimizer):
             if "momentum_buffer" not in state:
                 state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             params.append(p)
-            grads.append(p.grad)
-            buffers.append(state["momentum_buffer"])
+            grads.append(local_tensor(p.grad))
+            buffers.append(local_tensor(state["momentum_buffer"]))
         if not params:
-            return
+            return []
         lr, momentum = group["lr"], group["momentum"]
         torch._foreach_lerp_(buffers, grads, 1 - momentum)
         if group["weight_decay"] != 0:
-            torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
+            torch._foreach_mul_([local_tensor(p) for p in params], 1 - lr * group["weight_decay"])
         dtype = _NS_DTYPES[group["ns_dtype"]]
+        sharded = []
         for p, grad, buffer in zip(params, grads, buffers):
             update = grad.lerp(buffer, momentum) if group["nesterov"] else buffer
-            per_expert = group_role(group, p) is ParamRole.EXPERT_STACK
-            ortho = newton_schulz_orthogonalize(
-                matrix_view(update, per_expert=per_expert), steps=group["ns_steps"], coefficients=group["ns_coefficients"],
-                eps=group["eps"], dtype=dtype,
-            )
-            scale = lr_scale(tuple(ortho.shape[-2:]), group["adjust_lr_fn"])
-            p.add_(ortho.reshape(p.shape), alpha=-lr * scale)
+            if self.matrix_owners.owner_of(p) is not None:
+                sharded.append((p, update.to(dtype), group))  # the cast NS starts with: half the bytes to move
+                continue
+            self._apply(p, self._orthogonalised(p, update, group), group)
+        return sharded
+
+    @staticmethod
+    def _orthogonalised(param: torch.Tensor, update: torch.Tensor, group: Mapping[str, Any]) -> torch.Tensor:
+        """Newton-Schulz of the whole ``update`` of ``param``, in ``param``'s shape."""
+        per_expert = group_role(group, param) is ParamRole.EXPERT_STACK
+        ortho = newton_schulz_orthogonalize(
+            matrix_view(update, per_expert=per_expert), steps=group["ns_steps"], coefficients=group["ns_coefficients"],
+            eps=group["eps"], dtype=_NS_DTYPES[group["ns_dtype"]],
+        )
+        return ortho.reshape(param.shape)
+
+    @staticmethod
+    def _apply(param: torch.Tensor, ortho: torch.Tensor, group: Mapping[str, Any]) -> None:
+        """``param -= lr * s(A, B) * ortho`` on the local rows (``ortho``: those rows)."""
+        per_expert = group_role(group, param) is ParamRole.EXPERT_STACK
+        scale = lr_scale(matrix_shape(param.shape, per_expert=per_expert), group["adjust_lr_fn"])
+        local_tensor(param).add_(ortho, alpha=-group["lr"] * scale)
+
+    def _sharded_orthogonalisation(self, items: list[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]]) -> None:
+        """FSDP2: each update gathered whole to its owner, orthogonalised there, its rows sent back."""
+        owners = self.matrix_owners
+        params = [p for p, _, _ in items]
+        fulls = owners.gather(params, [update for _, update, _ in items])
+        outputs = [
+            placeholder(p.shape, update.dtype) if full is None else self._orthogonalised(p, full, group)
+            for (p, update, group), full in zip(items, fulls)
+        ]
+        for (p, _, group), ortho in zip(items, owners.scatter(params, outputs)):
+            self._apply(p, ortho, group)

@@ -13,6 +13,7 @@ from swift_optim_zoo._fused import FusedKernel, alias, can_alias, check_fused
 from swift_zoo import OptimizerModeError
 from swift_zoo.optim import (
     ZooOptimizer,
+    local_tensor,
     require_betas,
     require_finite,
     require_in_range,
@@ -127,8 +128,9 @@ class ScheduleFreeAdamW(ZooOptimizer):
 
     def _swap(self, group: dict[str, Any], weight: float) -> None:
         params = [p for p in group["params"] if "z" in self.state.get(p, ())]
-        if params:
-            torch._foreach_lerp_(params, [self.state[p]["z"] for p in params], weight)
+        if params:  # FSDP2: on the local rows
+            torch._foreach_lerp_([local_tensor(p) for p in params], [local_tensor(self.state[p]["z"]) for p in params],
+                                 weight)
 
     # -------------------------------------------------------------------- step
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -169,10 +171,10 @@ class ScheduleFreeAdamW(ZooOptimizer):
             if "z" not in state:
                 state["z"] = p.detach().clone(memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            ys.append(p)
-            grads.append(p.grad)
-            zs.append(state["z"])
-            exp_avg_sqs.append(state["exp_avg_sq"])
+            ys.append(local_tensor(p))  # FSDP2: the local rows (element-wise rule)
+            grads.append(local_tensor(p.grad))
+            zs.append(local_tensor(state["z"]))
+            exp_avg_sqs.append(local_tensor(state["exp_avg_sq"]))
         group["k"] = k + 1
         if not ys:
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -9,7 +10,20 @@ import torch
 from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX
 from swift_optim_zoo._inner_adamw import adamw_state_bytes, inner_adamw_step
 from swift_optim_zoo.soap.eigenbasis import accumulate_factors, initial_eigenbasis, project, refresh_eigenbasis
-from swift_zoo.optim import ZooOptimizer, require_betas, require_in_range, require_int, require_non_negative
+from swift_zoo.optim import (
+    ZooOptimizer,
+    local_tensor,
+    placeholder,
+    require_betas,
+    require_in_range,
+    require_int,
+    require_non_negative,
+)
+
+
+def _compute_dtype(param: torch.Tensor) -> torch.dtype:
+    """float32, or float64 for float64 parameters (never bf16: bf16 preconditioners break)."""
+    return torch.promote_types(param.dtype, torch.float32)
 
 
 def _preconditioned(param: torch.Tensor, max_precond_dim: int) -> list[bool]:
@@ -40,6 +54,10 @@ class SOAP(ZooOptimizer):
 
     1-D parameters (norms, biases) use plain AdamW (the inner AdamW, from the first step). Not
     implemented from the reference: ``merge_dims``, ``precondition_1d``, ``data_format``.
+
+    Under FSDP2 each matrix's gradient goes whole to one owner rank (balanced by size), which keeps all its
+    state (the moments are rotated as a whole each step) and sends every rank its rows of the update; flat
+    partitions (ZeRO, FSDP1 ``use_orig_params=False``) are refused.
     ``normalize_grads`` is kept.
 
     State per matrix (float32, float64 for float64 parameters; never bf16: bf16 preconditioners
@@ -101,19 +119,62 @@ class SOAP(ZooOptimizer):
         return max(4, param.element_size()) * (2 * param.numel() + 2 * sides)
 
     # ------------------------------------------------------------------- step
+    def _owner_computed(self, param: torch.Tensor, group: Mapping[str, Any]) -> bool:
+        return param.dim() >= 2
+
     def _step(self) -> None:
+        sharded: list[tuple[torch.Tensor, dict[str, Any]]] = []
         for group in self.param_groups:
             vectors = [p for p in group["params"] if p.grad is not None and p.dim() < 2]
             inner_adamw_step(self, vectors, group)
             for p in group["params"]:
-                if p.grad is not None and p.dim() >= 2:
-                    self._matrix_step(p, group)
+                if p.grad is None or p.dim() < 2:
+                    continue
+                if p.grad.is_sparse:
+                    message = "optimizer 'soap': sparse gradients are not supported"
+                    raise RuntimeError(message)
+                if self.matrix_owners.owner_of(p) is not None:
+                    sharded.append((p, group))
+                    continue
+                update = self._matrix_update(p, p.grad.to(_compute_dtype(p)), group)
+                if update is not None:
+                    self._apply(p, *update, group)
+        if sharded:
+            self._sharded_steps(sharded)
 
-    def _matrix_step(self, p: torch.Tensor, group: dict[str, Any]) -> None:
-        if p.grad.is_sparse:
-            message = "optimizer 'soap': sparse gradients are not supported"
-            raise RuntimeError(message)
-        grad = p.grad.to(torch.promote_types(p.dtype, torch.float32))
+    def _sharded_steps(self, items: list[tuple[torch.Tensor, dict[str, Any]]]) -> None:
+        """FSDP2: each gradient gathered whole to its owner, which keeps the state and computes the update;
+        every rank gets its rows of it and ``(apply?, step size)``."""
+        owners = self.matrix_owners
+        params = [p for p, _ in items]
+        fulls = owners.gather(params, [local_tensor(p.grad).to(_compute_dtype(p)) for p in params])
+        outputs: list[torch.Tensor] = []
+        for (p, group), full in zip(items, fulls):
+            if full is None:
+                outputs += [placeholder(p.shape, _compute_dtype(p)), placeholder((2,), torch.float64)]
+                continue
+            update = self._matrix_update(p, full, group)
+            apply, step_size = (0.0, 0.0) if update is None else (1.0, update[1])
+            outputs += [full.new_zeros(()).expand(p.shape) if update is None else update[0],
+                        torch.tensor([apply, step_size], dtype=torch.float64, device=full.device)]
+        received = owners.scatter([p for p in params for _ in range(2)], outputs, rows=[True, False] * len(items))
+        for index, (p, group) in enumerate(items):
+            update, (apply, step_size) = received[2 * index], received[2 * index + 1].tolist()
+            if apply:
+                self._apply(p, update, step_size, group)
+
+    @staticmethod
+    def _apply(p: torch.Tensor, update: torch.Tensor, step_size: float, group: Mapping[str, Any]) -> None:
+        """The write on ``p``'s local rows (``update``: those rows)."""
+        local = local_tensor(p)
+        local.add_(update.to(p.dtype), alpha=-step_size)
+        if group["weight_decay"] > 0:
+            local.mul_(1 - group["lr"] * group["weight_decay"])
+
+    def _matrix_update(self, p: torch.Tensor, grad: torch.Tensor,
+                       group: dict[str, Any]) -> tuple[torch.Tensor, float] | None:
+        """Update the state of matrix ``p`` from its whole gradient ``grad`` (compute dtype); the update and its
+        step size, or ``None`` at the first step (which only initialises the eigenbases)."""
         state = self.state[p]
         beta1, beta2 = group["betas"]
         shampoo_beta = group["shampoo_beta"] if group["shampoo_beta"] >= 0 else beta2
@@ -131,7 +192,7 @@ class SOAP(ZooOptimizer):
             for dim in range(p.dim()):
                 if on[dim]:
                     state[f"Q_{dim}"] = initial_eigenbasis(state[f"GG_{dim}"])
-            return  # the first step only initialises the eigenbases (as the reference)
+            return None  # the first step only initialises the eigenbases (as the reference)
         factors = [state.get(f"GG_{dim}") for dim in range(p.dim())]
         bases = [state.get(f"Q_{dim}") for dim in range(p.dim())]
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
@@ -148,9 +209,6 @@ class SOAP(ZooOptimizer):
             step_size = step_size * (1 - beta2**step) ** 0.5 / (1 - beta1**step)
         if group["normalize_grads"]:
             update = update / (1e-30 + update.square().mean().sqrt())
-        p.add_(update.to(p.dtype), alpha=-step_size)
-        if group["weight_decay"] > 0:
-            p.mul_(1 - group["lr"] * group["weight_decay"])
         accumulate_factors(grad, factors, shampoo_beta)
         if step % group["precondition_frequency"] == 0:
             sq = exp_avg_sq
@@ -160,3 +218,4 @@ class SOAP(ZooOptimizer):
                 state[f"Q_{dim}"], order = refresh_eigenbasis(factor, basis)
                 sq = sq.index_select(dim, order)
             state["exp_avg_sq"] = sq.contiguous()
+        return update, step_size
