@@ -33,6 +33,47 @@ def train_steps(trainer) -> list[dict]:
     return [entry for entry in trainer.state.log_history if "loss" in entry]
 
 
+def scripted_rollout(prompts: list, trainer) -> dict:
+    """GRPO's completions (a ``rollout_func``) as a function of the prompt's word and the row ``g`` in the global
+    generation batch: right or wrong word by the row's parity, 1 to 3 repetitions, and every fifth row cut
+    before the end of turn (masked by ``mask_truncated_completions``: a completion without trained tokens)."""
+    prompt_ids = trainer._tokenize_prompts(prompts)[0]
+    tokenizer = trainer.processing_class
+    first = trainer.accelerator.process_index * len(prompts)
+    completion_ids = []
+    for row, prompt in enumerate(prompts, start=first):
+        word = prompt[-1]["content"].split()[1]
+        said = word if row % 2 == 0 else tiny.WORDS[(tiny.WORDS.index(word) + row) % len(tiny.WORDS)]
+        ids = tokenizer(" ".join([said] * (1 + row // 2 % 3)), add_special_tokens=False)["input_ids"]
+        completion_ids.append(ids if row % 5 == 3 else [*ids, tokenizer.eos_token_id])
+    return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None}
+
+
+def sampled_rollout(prompts: list, trainer) -> dict:
+    """:func:`scripted_rollout` with the log-probs a sampler (vLLM) would report: about the untrained model's
+    (``-log V``), off by up to 0.3 nats in a pattern, and one token it "could not score" (``None``, as vLLM
+    reports a NaN) in every seventh completion."""
+    import math
+
+    output = scripted_rollout(prompts, trainer)
+    base = -math.log(len(trainer.processing_class))
+    output["logprobs"] = [[None if (row % 7 == 0 and t == 1) else base + 0.15 * ((row + 2 * t) % 5 - 2)
+                           for t in range(len(ids))] for row, ids in enumerate(output["completion_ids"])]
+    return output
+
+
+class NoVLLMEngine:
+    """Stands in for ``trl.trainer.grpo_trainer.VLLMGeneration`` (vLLM is not installed here): with a
+    ``rollout_func`` the trainer generates through it and only syncs weights, so ``use_vllm=True`` runs TRL's
+    own importance-sampling code on the rollout's ``logprobs``."""
+
+    def __init__(self, **_) -> None:
+        pass
+
+    def sync_weights(self) -> None:
+        pass
+
+
 def uneven_sft():
     """SFT rows whose completions have 1 to 4 words: micro-batches (and ranks) hold different token counts."""
     from datasets import Dataset
