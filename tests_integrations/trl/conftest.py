@@ -9,7 +9,17 @@ import pytest
 
 pytest.importorskip("trl", reason="the TRL integration tests need TRL (nox -s trl installs it)")
 
-from trl_runs import EXAMPLES, KINDS, STEPS, common_args, make_trainer, tiny, train_steps, uneven_sft  # noqa: F401
+from trl_runs import (  # noqa: F401
+    EXAMPLES,
+    KINDS,
+    STEPS,
+    common_args,
+    make_trainer,
+    tiny,
+    train_steps,
+    uneven_chosen,
+    uneven_sft,
+)
 
 
 @pytest.fixture(scope="session")

@@ -82,6 +82,14 @@ def uneven_sft():
                               for i, w in enumerate(tiny.WORDS)])
 
 
+def uneven_chosen():
+    """Preference rows whose chosen answers have 2 to 5 words: their token counts differ within a micro-batch."""
+    from datasets import Dataset
+
+    return Dataset.from_list([{"prompt": tiny.prompt(w), "chosen": tiny.answer(" ".join([w] * (2 + i % 4))),
+                               "rejected": tiny.answer(tiny.wrong(i))} for i, w in enumerate(tiny.WORDS)])
+
+
 ZOO = "swift_zoo.integrations.trl"
 KINDS = {  # kind: (TRL trainer, zoo trainer, config class as "module:name", dataset builder, per-kind arguments)
     "SFTTrainer": ("trl:SFTTrainer", f"{ZOO}:ZooSFTTrainer", "trl:SFTConfig", tiny.sft_dataset, {}),
