@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import assert_same_steps, make_trainer, train_steps
-from trl_runs import NoVLLMEngine, sampled_rollout
+from trl_runs import KINDS, NoVLLMEngine, load, sampled_rollout
 
 from swift_zoo.integrations.trl import TRL_EQUIVALENTS
 
@@ -53,6 +53,8 @@ def runner(model_dir, tmp_path, monkeypatch):
 
 
 def trl_config(row) -> dict:
+    if "loss_type" not in load(KINDS[row.trainer][2]).__dataclass_fields__:  # ORPOConfig: one loss
+        return dict(row.trl_config)
     loss_type = [row.trl_loss_type] if row.trainer == "DPOTrainer" else row.trl_loss_type
     return {"loss_type": loss_type, **row.trl_config}
 
@@ -73,7 +75,7 @@ def test_zoo_trainer_equals_trl_per_step(row, runner, trl_cache):
     if row.trainer == "GRPOTrainer":  # the zoo loss taken from GRPOConfig.loss_type
         zoo.pop("loss_type")
     else:
-        config.pop("loss_type")  # the other trainers refuse a TRL loss_type
+        config.pop("loss_type", None)  # the other trainers refuse a TRL loss_type
     trainer, zoo_run = runner(row, config, zoo=zoo, sampled=sampled, name="zoo")
     assert trainer.zoo_loss.name == row.zoo_loss
     assert_same_steps(zoo_run, trl_run)

@@ -45,7 +45,9 @@ SUPPLIED_INPUTS: dict[str, frozenset[str]] = {
     }),
     # trl.experimental's CPO and ORPO trainers: summed completion log-probs and token counts, no reference model
     "cpo": frozenset({"policy_chosen_logps", "policy_rejected_logps", "chosen_lengths", "rejected_lengths"}),
-    "orpo": frozenset({"policy_chosen_logps", "policy_rejected_logps", "chosen_lengths", "rejected_lengths"}),
+    # ... and for orpo's nll_convention="trl", the chosen rows' prompt log-probs and counts
+    "orpo": frozenset({"policy_chosen_logps", "policy_rejected_logps", "chosen_lengths", "rejected_lengths",
+                       "policy_chosen_prompt_logps", "chosen_prompt_lengths"}),
 }
 
 

@@ -84,10 +84,10 @@ TRL_EQUIVALENTS: tuple[TRLEquivalent, ...] = (
     TRLEquivalent("CPOTrainer", "simpo", "simpo", {"cpo_alpha": 0.0},
                   difference="TRL's simpo_gamma is the zoo's gamma_beta_ratio * beta (mapped); " + _CPO_NLL),
     TRLEquivalent("CPOTrainer", "simpo", "alphapo", {"cpo_alpha": 0.0, "alpha": 0.25}, difference=_CPO_NLL),
-    TRLEquivalent("ORPOTrainer", "orpo", "orpo", compared=False,
-                  difference="the odds-ratio term equals TRL's odds_ratio_loss (tested per micro-step); TRL's NLL "
-                             "covers the prompt and the chosen completion, one token mean per micro-batch, the "
-                             "zoo's the chosen completion only, per pair"),
+    TRLEquivalent("ORPOTrainer", "orpo", "orpo", zoo_kwargs={"nll_convention": "trl"},
+                  difference="TRL's NLL is one token mean over the chosen rows' prompt and completion per "
+                             "micro-batch, so the loss depends on the split; the zoo's default "
+                             "nll_convention='pair' (the chosen completion, per pair) keeps splitting exact"),
     TRLEquivalent("KTOTrainer", "kto", "kto"),
     TRLEquivalent("KTOTrainer", "apo_zero_unpaired", "apo_zero_unpaired"),
     TRLEquivalent("GRPOTrainer", "grpo", "grpo", {"beta": 0.04}, difference=_GRPO_ROWS),

@@ -73,9 +73,15 @@ class ZooPairBatchMixin(ZooTRLMixin):
         logps = self.get_batch_logps(outputs.logits, labels, average_log_prob=False,
                                      is_encoder_decoder=self.is_encoder_decoder)
         pairs = batch["chosen_labels"].shape[0]
-        return {"policy_chosen_logps": logps[:pairs], "policy_rejected_logps": logps[pairs:],
-                "chosen_lengths": lengths[:pairs], "rejected_lengths": lengths[pairs:],
-                "logits": outputs.logits}
+        found = {"policy_chosen_logps": logps[:pairs], "policy_rejected_logps": logps[pairs:],
+                 "chosen_lengths": lengths[:pairs], "rejected_lengths": lengths[pairs:]}
+        found.update(self._zoo_extra_inputs(concatenated, outputs.logits, found))
+        return {**found, "logits": outputs.logits}
+
+    def _zoo_extra_inputs(self, concatenated: Mapping[str, torch.Tensor], logits: torch.Tensor,
+                          found: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """More inputs a subclass builds from the same forward pass (``[chosen; rejected]`` rows); none here."""
+        return {}
 
     def get_batch_loss_metrics(self, model: torch.nn.Module, batch: Mapping[str, Any], train_eval: str = "train",
                                num_items_in_batch: torch.Tensor | int | None = None) -> tuple[torch.Tensor, dict]:
