@@ -183,3 +183,38 @@ def test_grpo_fields_follow_trl_semantics(tmp_path):
     assert _kwargs("grpo", "cispo", capped)["epsilon_high"] == 4.0  # TRL caps at epsilon_high, the zoo at 1 + it
     assert _kwargs("grpo", "sapo", GRPOConfig(**cpu_config(tmp_path), sapo_temperature_neg=2.0))[
         "temperature_neg"] == 2.0
+
+
+def test_grpo_settings_are_read_from_equal_trl_records_only():
+    from swift_zoo import Equivalence
+    from swift_zoo.integrations.trl._grpo_loss_types import grpo_setting
+
+    def record(name, library="trl", differs=""):
+        return Equivalence(library, name, differs=differs)
+
+    assert grpo_setting(record("GRPOConfig(loss_type='grpo')")) == ("grpo", "token")
+    assert grpo_setting(record("GRPOConfig(loss_type='luspo', importance_sampling_level='sequence')")) == (
+        "luspo", "sequence")
+    assert grpo_setting(record("GRPOConfig(loss_type='bnpo')", differs="per micro-batch")) is None  # not equal
+    assert grpo_setting(record("GRPOConfig(loss_type='grpo', beta=0.04)")) is None  # a setting beyond the two
+    assert grpo_setting(record("GRPOConfig(loss_type='grpo')", library="verl")) is None
+    assert grpo_setting(record("DPOConfig(loss_type='sigmoid')")) is None
+    assert grpo_setting(record("--rlhf_type grpo --loss_type grpo")) is None  # not a call
+
+
+def test_two_losses_declaring_one_trl_setting_leave_the_choice_to_the_user():
+    from swift_zoo import REGISTRY, Equivalence
+    from swift_zoo.integrations.trl._grpo_loss_types import zoo_loss_for_grpo
+
+    class MySapo(swift_zoo.get_loss("sapo")):
+        name = "my_sapo"
+        equivalents = (Equivalence("trl", "GRPOConfig(loss_type='sapo')"),)
+
+    REGISTRY.register("loss", MySapo, name="my_sapo")
+    try:
+        with pytest.raises(swift_zoo.ConfigError, match=r"several zoo losses declare they equal TRL's "
+                                                        r"GRPOConfig\(loss_type='sapo'\): sapo, my_sapo; name one"):
+            zoo_loss_for_grpo("T", "sapo", "token")
+        assert zoo_loss_for_grpo("T", "grpo", "sequence") == "gspo"
+    finally:
+        REGISTRY.unregister("loss", "my_sapo")

@@ -5,7 +5,7 @@ batch truncated to ``max_length`` can lose its whole answer. Here a collator emp
 one pair in every batch, as such a truncation would. With one micro-batch per step, the loss the trainer
 trains on (divided by the window's count) must equal the loss's own local mean (which divides by the units
 it counts): a reference-free loss does not count the emptied pair, the DPO family counts every pair,
-``sft`` counts the chosen tokens and a ``weighted_sum`` counts per term.
+``sft`` counts the chosen tokens.
 """
 
 from __future__ import annotations
@@ -56,24 +56,21 @@ class Recorder:
 LOSSES = [
     ("simpo", 3),  # the pair with the empty answer is not a unit
     ("dpo", 4),
-    ("sft", None),  # the chosen tokens
-    ({"loss_type": "weighted_sum", "loss_kwargs": {"losses": [{"type": "dpo", "weight": 1.0},
-                                                              {"type": "sft", "weight": 0.5}]}}, None),
+    ("sft", None),  # the chosen tokens (a weighted_sum counts per term: test_accumulation)
 ]
 
 
-@pytest.mark.parametrize(("zoo", "pairs"), LOSSES, ids=["simpo", "dpo", "sft", "weighted_sum"])
-def test_dpo_trainer_divides_by_the_loss_own_count(zoo, pairs, model_dir, tmp_path):
-    zoo = zoo if isinstance(zoo, dict) else {"loss_type": zoo}
-    trainer = make_trainer("DPOTrainer", model_dir, tmp_path, zoo=zoo,
+@pytest.mark.parametrize(("loss", "pairs"), LOSSES)
+def test_dpo_trainer_divides_by_the_loss_own_count(loss, pairs, model_dir, tmp_path):
+    trainer = make_trainer("DPOTrainer", model_dir, tmp_path, zoo={"loss_type": loss},
                            trainer_class=type("RecordingDPO", (Recorder, ZooDPOTrainer), {}),
                            per_device_train_batch_size=4, gradient_accumulation_steps=1)
     trainer.data_collator = EmptyRejectedAnswer(trainer.data_collator)
     trainer.records = []
     train_steps(trainer)
     assert len(trainer.records) == 4
-    for loss, local, count in trainer.records:
-        assert float(loss) == pytest.approx(float(local), rel=1e-6), (float(loss), float(local), count)
+    for trained, local, count in trainer.records:
+        assert float(trained) == pytest.approx(float(local), rel=1e-6), (float(trained), float(local), count)
         if pairs is not None:
             assert int(count) == pairs
 
@@ -86,5 +83,5 @@ def test_cpo_trainer_skips_the_empty_pair_too(model_dir, tmp_path):
     trainer.records = []
     train_steps(trainer)
     assert [int(count) for _, _, count in trainer.records] == [3] * 4
-    for loss, local, _ in trainer.records:
-        assert float(loss) == pytest.approx(float(local), rel=1e-6)
+    for trained, local, _ in trainer.records:
+        assert float(trained) == pytest.approx(float(local), rel=1e-6)

@@ -67,14 +67,9 @@ TRL_EQUIVALENTS: tuple[TRLEquivalent, ...] = (
     # the DPO-family options: DPOConfig fields that fill the zoo option of the same name
     TRLEquivalent("DPOTrainer", "sigmoid", "dpo", {"f_divergence_type": "alpha_divergence",
                                                    "f_alpha_divergence_coef": 0.3}),
-    TRLEquivalent("DPOTrainer", "sigmoid", "dpo", {"f_divergence_type": "js_divergence"}),
-    TRLEquivalent("DPOTrainer", "sigmoid", "dpo", {"f_divergence_type": "forward_kl"}),
-    TRLEquivalent("DPOTrainer", "ipo", "ipo", {"f_divergence_type": "alpha_divergence"}),
     TRLEquivalent("DPOTrainer", "sigmoid", "dpo", {"ld_alpha": 0.5}),
     TRLEquivalent("DPOTrainer", "sigmoid", "dpo", {"ld_alpha": 0.5, "precompute_ref_log_probs": True}),
     TRLEquivalent("DPOTrainer", "sigmoid", "dpo", {"use_weighting": True}),
-    TRLEquivalent("DPOTrainer", "robust", "robust_dpo", {"label_smoothing": 0.1, "ld_alpha": 0.7,
-                                                         "use_weighting": True}),
     TRLEquivalent("DPOTrainer", "sigmoid + sft (loss_weights [1, alpha])", "rpo", compared=False,
                   difference="the zoo averages the chosen NLL per pair (length-normalised), TRL over all chosen "
                              "tokens of the micro-batch"),
@@ -104,7 +99,7 @@ TRL_EQUIVALENTS: tuple[TRLEquivalent, ...] = (
     TRLEquivalent("GRPOTrainer", "vespo", "vespo", difference=_DAPO_COUNT),
     # GRPOConfig options that every TRL loss type takes, filling the zoo option of the same name
     TRLEquivalent("GRPOTrainer", "grpo", "grpo", {"off_policy_mask_threshold": 0.0, "steps_per_generation": 4}),
-    TRLEquivalent("GRPOTrainer", "grpo", "grpo", {"top_entropy_quantile": 0.2},
+    TRLEquivalent("GRPOTrainer", "grpo", "grpo", {"beta": 0.04, "top_entropy_quantile": 0.2},
                   difference="one process only: TRL takes the quantile over every rank's tokens, the zoo over the "
                              "micro-batch's (several processes are refused)"),
     TRLEquivalent("GRPOTrainer", "dapo", "dapo", {"entropy_coef": 0.01, "gradient_accumulation_steps": 1},
@@ -112,12 +107,9 @@ TRL_EQUIVALENTS: tuple[TRLEquivalent, ...] = (
                              "mean divided by the accumulation steps (equal with one micro-batch per step); refused "
                              "for a loss aggregated per completion and with top_entropy_quantile < 1"),
     TRLEquivalent("GRPOTrainer", "dapo", "dapo", {"use_vllm": True}),
-    TRLEquivalent("GRPOTrainer", "grpo", "grpo", {"use_vllm": True, "vllm_importance_sampling_mode": "token_truncate",
+    TRLEquivalent("GRPOTrainer", "dapo", "dapo", {"use_vllm": True, "vllm_importance_sampling_mode": "token_truncate",
                                                   "vllm_importance_sampling_clip_min": 0.9,
                                                   "vllm_importance_sampling_clip_max": 1.1}),
-    TRLEquivalent("GRPOTrainer", "sapo", "sapo", {"use_vllm": True, "vllm_importance_sampling_mode": "token_mask",
-                                                  "vllm_importance_sampling_clip_min": 0.8,
-                                                  "vllm_importance_sampling_clip_max": 1.2}),
     TRLEquivalent("GRPOTrainer", "vespo", "vespo", {"use_vllm": True, "vllm_importance_sampling_mode": "token_truncate",
                                                     "vllm_importance_sampling_clip_min": 0.5}),
 )
