@@ -110,7 +110,9 @@ TRL_EQUIVALENTS: tuple[TRLEquivalent, ...] = (
     TRLEquivalent("GRPOTrainer", "dapo", "dapo", {"use_vllm": True, "vllm_importance_sampling_mode": "token_truncate",
                                                   "vllm_importance_sampling_clip_min": 0.9,
                                                   "vllm_importance_sampling_clip_max": 1.1}),
-    TRLEquivalent("GRPOTrainer", "vespo", "vespo", {"use_vllm": True, "vllm_importance_sampling_mode": "token_truncate",
+    # vespo's k and lambda only matter off the sampling policy (phi(1) = 1): here the rollout weights move it
+    TRLEquivalent("GRPOTrainer", "vespo", "vespo", {"vespo_k_pos": 1.5, "vespo_lambda_neg": 2.5, "use_vllm": True,
+                                                    "vllm_importance_sampling_mode": "token_truncate",
                                                     "vllm_importance_sampling_clip_min": 0.5}),
 )
 

@@ -24,8 +24,9 @@ the entropy mask, which TRL applies to the masked tokens only); the vLLM importa
 (``use_vllm`` with ``vllm_importance_sampling_correction``): ``vllm_importance_sampling_mode`` is
 ``rollout_correction``, ``vllm_importance_sampling_clip_min`` / ``_max`` are ``rollout_correction_min`` /
 ``_max``, and the weights come from TRL's ``sampling_per_token_logps`` against ``old_per_token_logps``, the
-quantities TRL's ``importance_sampling_ratio`` is made of (a token vLLM could not score, NaN, gets ratio 1
-as in TRL). Refused: ``use_adaptive_entropy`` (TRL's controller changes the coefficient every step; a zoo
+quantities TRL's ``importance_sampling_ratio`` is made of. A token vLLM could not score (NaN) gets the old
+log-prob there, so its ratio is 1, as in TRL; TRL's off-policy mask reads such a token at the current
+log-prob instead, so with both options on the two differ there by the old-versus-current difference. Refused: ``use_adaptive_entropy`` (TRL's controller changes the coefficient every step; a zoo
 loss's ``entropy_coef`` is a constant).
 
 **Normalisation.** ``GRPOTrainer.loss_is_scaled_for_ga = True`` already. TRL normalises per micro-batch
