@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from trl_runs import STEPS, make_trainer, scripted_rollout, tiny, train_steps, uneven_sft
+from trl_runs import STEPS, freeze_imported_objects, make_trainer, scripted_rollout, tiny, train_steps, uneven_sft
 
 import swift_zoo.integrations.trl as zoo_trl
 
@@ -137,6 +137,7 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(CASES))
     args = parser.parse_args()
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is experimental in TRL 1.16
+    freeze_imported_objects()
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.cases.split(","):

@@ -27,6 +27,26 @@ def common_args(output_dir: Path, **overrides) -> dict:
     return args
 
 
+def freeze_imported_objects() -> None:
+    """Import torch, transformers, accelerate, datasets, TRL and the zoo trainers, then ``gc.freeze()`` what is
+    alive: every ``Trainer.train`` ends in accelerate's ``free_memory``, a full ``gc.collect()``, which otherwise
+    walks those libraries' millions of objects each time (about half of a 4-step run here: 0.85 s -> 0.4 s
+    per DPO run, measured side by side in one process)."""
+    import gc
+
+    import accelerate  # noqa: F401
+    import datasets  # noqa: F401
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+    import trl  # noqa: F401
+
+    import swift_zoo.integrations.trl
+    import swift_zoo.integrations.trl.experimental  # noqa: F401
+
+    gc.collect()
+    gc.freeze()
+
+
 def train_steps(trainer) -> list[dict]:
     """Train; the per-step log entries (those with a loss)."""
     trainer.train()
