@@ -70,6 +70,8 @@ TRL_EQUIVALENTS: tuple[TRLEquivalent, ...] = (
     TRLEquivalent("DPOTrainer", "sigmoid", "dpo", {"ld_alpha": 0.5}),
     TRLEquivalent("DPOTrainer", "sigmoid", "dpo", {"ld_alpha": 0.5, "precompute_ref_log_probs": True}),
     TRLEquivalent("DPOTrainer", "sigmoid", "dpo", {"use_weighting": True}),
+    TRLEquivalent("DPOTrainer", "robust", "robust_dpo", {"label_smoothing": 0.1, "f_divergence_type": "js_divergence",
+                                                         "ld_alpha": 0.7, "use_weighting": True}),
     TRLEquivalent("DPOTrainer", "sigmoid + sft (loss_weights [1, alpha])", "rpo", compared=False,
                   difference="the zoo averages the chosen NLL per pair (length-normalised), TRL over all chosen "
                              "tokens of the micro-batch"),
@@ -110,6 +112,9 @@ TRL_EQUIVALENTS: tuple[TRLEquivalent, ...] = (
     TRLEquivalent("GRPOTrainer", "dapo", "dapo", {"use_vllm": True, "vllm_importance_sampling_mode": "token_truncate",
                                                   "vllm_importance_sampling_clip_min": 0.9,
                                                   "vllm_importance_sampling_clip_max": 1.1}),
+    TRLEquivalent("GRPOTrainer", "sapo", "sapo", {"use_vllm": True, "vllm_importance_sampling_mode": "token_mask",
+                                                  "vllm_importance_sampling_clip_min": 0.8,
+                                                  "vllm_importance_sampling_clip_max": 1.2}),
     # vespo's k and lambda only matter off the sampling policy (phi(1) = 1): here the rollout weights move it
     TRLEquivalent("GRPOTrainer", "vespo", "vespo", {"vespo_k_pos": 1.5, "vespo_lambda_neg": 2.5, "use_vllm": True,
                                                     "vllm_importance_sampling_mode": "token_truncate",
