@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from swift_zoo.ops import log1mexp, masked_mean, masked_sum, masked_whiten, shift_labels
+from swift_zoo.ops import ld_tail_logps, log1mexp, masked_mean, masked_sum, masked_whiten, shift_labels
 
 
 @pytest.mark.parametrize("x", [-1e-20, -1e-10, -1e-5, -0.3, -math.log(2), -0.7, -5.0, -50.0, -800.0])
@@ -50,3 +50,17 @@ def test_masked_whiten_has_zero_mean_unit_variance_over_kept():
 def test_shift_labels_pads_instead_of_wrapping():
     labels = torch.tensor([[5, 6, 7], [8, -100, 9]])
     assert shift_labels(labels).tolist() == [[6, 7, -100], [-100, 9, -100]]
+
+
+def test_ld_tail_logps_matches_a_loop():
+    # LD-DPO's tails: the scored tokens past min(n_chosen, n_rejected), masks not contiguous
+    generator = torch.Generator().manual_seed(0)
+    chosen, rejected = torch.randn(3, 7, generator=generator), torch.randn(3, 7, generator=generator)
+    chosen_mask = torch.tensor([[0, 1, 1, 1, 1, 0, 0], [1, 1, 0, 1, 0, 0, 0], [0, 0, 1, 1, 1, 1, 1]])
+    rejected_mask = torch.tensor([[0, 1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1, 0], [0, 0, 1, 1, 1, 1, 1]])
+    tails = ld_tail_logps(chosen, chosen_mask, rejected, rejected_mask)
+    for row in range(3):
+        common = min(int(chosen_mask[row].sum()), int(rejected_mask[row].sum()))
+        for tail, tokens, mask in ((tails[0], chosen, chosen_mask), (tails[1], rejected, rejected_mask)):
+            scored = [float(tokens[row, t]) for t in range(7) if mask[row, t]]
+            assert tail[row].item() == pytest.approx(sum(scored[common:]), abs=1e-6)

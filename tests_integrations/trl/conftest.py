@@ -1,5 +1,5 @@
 """Shared pieces of the TRL tests: the tiny model folder (built once), the trainer builders of ``trl_runs``,
-step-by-step comparison."""
+step-by-step comparison; the libraries' objects frozen out of the garbage collector's full passes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,23 @@ import pytest
 
 pytest.importorskip("trl", reason="the TRL integration tests need TRL (nox -s trl installs it)")
 
-from trl_runs import EXAMPLES, KINDS, STEPS, common_args, make_trainer, tiny, train_steps, uneven_sft  # noqa: F401
+from trl_runs import (  # noqa: F401
+    EXAMPLES,
+    KINDS,
+    STEPS,
+    common_args,
+    freeze_imported_objects,
+    make_trainer,
+    tiny,
+    train_steps,
+    uneven_chosen,
+    uneven_sft,
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _frozen_imports() -> None:
+    freeze_imported_objects()  # each train() ends in a full gc.collect(): see trl_runs
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from trl_runs import STEPS, make_trainer, tiny, train_steps, uneven_sft
+from trl_runs import STEPS, freeze_imported_objects, make_trainer, scripted_rollout, tiny, train_steps, uneven_sft
 
 import swift_zoo.integrations.trl as zoo_trl
 
@@ -59,22 +59,6 @@ class Case:
     dataset: Any = None
     config: dict[str, Any] = field(default_factory=dict)
     control: bool = False  # only run in several processes, with LocalCount
-
-
-def scripted_rollout(prompts: list, trainer: Any) -> dict[str, Any]:
-    """GRPO's completions as a function of the prompt's word and the row ``g`` in the global generation batch:
-    right or wrong word by the row's parity, 1 to 3 repetitions, and every fifth row cut before the end of
-    turn (masked by ``mask_truncated_completions``: a completion without trained tokens)."""
-    prompt_ids = trainer._tokenize_prompts(prompts)[0]
-    tokenizer = trainer.processing_class
-    first = trainer.accelerator.process_index * len(prompts)
-    completion_ids = []
-    for row, prompt in enumerate(prompts, start=first):
-        word = prompt[-1]["content"].split()[1]
-        said = word if row % 2 == 0 else tiny.WORDS[(tiny.WORDS.index(word) + row) % len(tiny.WORDS)]
-        ids = tokenizer(" ".join([said] * (1 + row // 2 % 3)), add_special_tokens=False)["input_ids"]
-        completion_ids.append(ids if row % 5 == 3 else [*ids, tokenizer.eos_token_id])
-    return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None}
 
 
 def fixed_order(world: int, batch: int):
@@ -153,6 +137,7 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(CASES))
     args = parser.parse_args()
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is experimental in TRL 1.16
+    freeze_imported_objects()
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.cases.split(","):

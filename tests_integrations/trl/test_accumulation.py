@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import tiny
-from conftest import assert_same_steps, make_trainer, train_steps, uneven_sft
+from conftest import assert_same_steps, make_trainer, train_steps, uneven_chosen, uneven_sft
 
 CASES = [
     ("SFTTrainer", {"loss_type": "cross_entropy"}, uneven_sft),
@@ -18,6 +18,10 @@ CASES = [
     ("SFTTrainer", {"loss_type": "fused_linear_cross_entropy"}, uneven_sft),
     ("DPOTrainer", {"loss_type": "dpo"}, tiny.preference_dataset),
     ("DPOTrainer", {"loss_type": "simpo"}, tiny.preference_dataset),
+    # TRL's MPO spelled in the zoo: a pair term and a token term, each divided by its own window count
+    ("DPOTrainer", {"loss_type": "weighted_sum", "loss_kwargs": {"losses": [{"type": "dpo", "weight": 1.0},
+                                                                            {"type": "sft", "weight": 0.5}]}},
+     uneven_chosen),
     ("KTOTrainer", {"loss_type": "apo_zero_unpaired"}, tiny.unpaired_dataset),
     ("CPOTrainer", {"loss_type": "cpo"}, tiny.preference_dataset),
     ("ORPOTrainer", {"loss_type": "orpo"}, tiny.preference_dataset),

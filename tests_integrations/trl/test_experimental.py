@@ -9,19 +9,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import STEPS, assert_same_steps, make_trainer, tiny, train_steps
-from datasets import Dataset
+from conftest import STEPS, assert_same_steps, make_trainer, train_steps, uneven_chosen
 from trl.experimental.cpo import CPOConfig
 
 import swift_zoo
 from swift_zoo.integrations.trl._fields import loss_kwargs_from_config
 from swift_zoo.integrations.trl.experimental import ZooORPOTrainer
-
-
-def uneven_chosen():
-    # chosen completions of 2 to 5 words: their token counts differ within a micro-batch
-    return Dataset.from_list([{"prompt": tiny.prompt(w), "chosen": tiny.answer(" ".join([w] * (2 + i % 4))),
-                               "rejected": tiny.answer(tiny.wrong(i))} for i, w in enumerate(tiny.WORDS)])
 
 
 def chosen_lengths(trainer) -> set[int]:

@@ -1,5 +1,6 @@
-"""ZooGRPOTrainer specifics: the cause of the grad-norm drift seen against TRL's grpo, and the exact unit
-count of an accumulation window when a generation batch spans several windows."""
+"""ZooGRPOTrainer specifics: the cause of the grad-norm drift seen against TRL's grpo, the exact unit
+count of an accumulation window when a generation batch spans several windows, and the entropy mask's
+refusal on several processes."""
 
 from __future__ import annotations
 
@@ -55,3 +56,13 @@ def test_misaligned_windows_are_refused(model_dir, tmp_path):
     with pytest.raises(swift_zoo.ConfigError, match=r"steps_per_generation \* num_iterations = 3 is not a multiple"):
         make_trainer("GRPOTrainer", model_dir, tmp_path, zoo={"loss_type": "dapo"}, per_device_train_batch_size=2,
                      num_generations=2, steps_per_generation=3)
+
+
+def test_the_entropy_mask_is_refused_on_several_processes(model_dir, tmp_path, monkeypatch):
+    # TRL takes the entropy quantile over the tokens of every rank, the zoo loss over its call's micro-batch
+    trainer = make_trainer("GRPOTrainer", model_dir, tmp_path, zoo={}, loss_type="grpo", top_entropy_quantile=0.2)
+    assert trainer.zoo_loss.top_entropy_quantile == 0.2
+    monkeypatch.setattr(type(trainer.accelerator), "num_processes", property(lambda self: 2))
+    with pytest.raises(swift_zoo.ConfigError, match=r"top_entropy_quantile=0.2 with 2 processes: TRL takes the "
+                                                    r"entropy quantile over the tokens of every rank"):
+        trainer._zoo_after_init()

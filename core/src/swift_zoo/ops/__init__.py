@@ -1,5 +1,5 @@
 """Shared tensor operations, written once: the causal shift, log-probabilities of labels,
-stable ``log1mexp``, masked reductions and whitening."""
+stable ``log1mexp``, masked reductions and whitening, LD-DPO's tail sums."""
 
 from swift_zoo.ops._logps import (
     SequenceLogps,
@@ -17,11 +17,13 @@ from swift_zoo.ops._masked import (
     zero_gradient_where,
 )
 from swift_zoo.ops._numerics import log1mexp, upcast
+from swift_zoo.ops._pair_tails import ld_tail_logps
 from swift_zoo.ops._shift import IGNORE_INDEX, shift_labels
 
 __all__ = [
     "IGNORE_INDEX",
     "SequenceLogps",
+    "ld_tail_logps",
     "linear_sequence_logps",
     "linear_token_logps",
     "log1mexp",

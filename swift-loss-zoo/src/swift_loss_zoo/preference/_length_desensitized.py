@@ -10,7 +10,8 @@ sequence log-prob becomes
 
 (``ld_alpha`` = :math:`\alpha \in [0, 1]`; 1 is plain DPO). In the zoo's per-sequence currency the tail
 sums are inputs (``policy_chosen_tail_logps``, ... -- zero for the shorter completion of each pair);
-:func:`ld_tail_logps` computes them from per-token log-probs. TRL 1.x applies the weighting to the policy
+:func:`~swift_zoo.ops.ld_tail_logps` computes them from per-token log-probs (re-exported by
+:mod:`swift_loss_zoo.preference`). TRL 1.x applies the weighting to the policy
 **and** the reference log-probs; TRL <= 0.28 and ms-swift to the policy only.
 """
 
@@ -18,35 +19,16 @@ from __future__ import annotations
 
 import torch
 
+from swift_zoo.ops import ld_tail_logps
+
+__all__ = ["TAIL_KEYS", "ld_tail_logps", "length_desensitized"]
+
 TAIL_KEYS = {
     "policy_chosen_logps": "policy_chosen_tail_logps",
     "policy_rejected_logps": "policy_rejected_tail_logps",
     "reference_chosen_logps": "reference_chosen_tail_logps",
     "reference_rejected_logps": "reference_rejected_tail_logps",
 }
-
-
-def ld_tail_logps(
-    chosen_token_logps: torch.Tensor,
-    chosen_mask: torch.Tensor,
-    rejected_token_logps: torch.Tensor,
-    rejected_mask: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``[B]`` sums of the per-token log-probs past each pair's common completion length.
-
-    ``*_token_logps`` ``[B, T]`` are per-token log-probs, ``*_mask`` ``[B, T]`` the completion masks (the
-    scored tokens, in order; they need not be contiguous). The ``t``-th scored token of a completion is in
-    its tail when ``t > min(n_chosen, n_rejected)``.
-    """
-    chosen_mask, rejected_mask = chosen_mask.bool(), rejected_mask.bool()
-    common = torch.minimum(chosen_mask.sum(-1), rejected_mask.sum(-1))
-
-    def tail(token_logps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        position = mask.long().cumsum(-1)  # 1-based position among scored tokens
-        in_tail = mask & (position > common[:, None])
-        return torch.where(in_tail, token_logps, torch.zeros((), dtype=token_logps.dtype)).sum(-1)
-
-    return tail(chosen_token_logps, chosen_mask), tail(rejected_token_logps, rejected_mask)
 
 
 def length_desensitized(logps: torch.Tensor, tail_logps: torch.Tensor, ld_alpha: float) -> torch.Tensor:

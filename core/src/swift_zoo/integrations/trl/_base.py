@@ -1,9 +1,11 @@
 """``ZooTRLMixin``: what every zoo TRL trainer shares.
 
 * **Construction.** ``zoo_config`` is read as :class:`swift_zoo.integrations.hf.ZooTrainer` reads it;
-  the loss is built from ``loss_type`` with the TRL config fields of the same meaning
-  (:mod:`._fields`) under ``loss_kwargs``; its declared inputs are checked against what the trainer
-  supplies (:mod:`._inputs`), so an unknown name or an unusable loss fails before any model work.
+  the loss is built from ``loss_type`` (a trainer may pick it from its TRL config when none is named:
+  :meth:`_default_loss_name`) with the TRL config fields of the same meaning (:mod:`._fields`) under
+  ``loss_kwargs``; its declared inputs are checked against what the trainer supplies (:mod:`._inputs`),
+  and a TRL field that TRL applies to any loss but the zoo loss cannot take is refused, so an unknown
+  name or an unusable loss fails before any model work.
   ``optimizer_type`` / ``lr_scheduler_type`` go through :class:`~swift_zoo.integrations.hf.ZooComponentsMixin`.
 * **Normalisation, once.** ``loss_is_scaled_for_ga = True``: the Trainer never divides our loss by the
   accumulation steps. :meth:`_get_num_items_in_batch` counts the loss's reduction units (tokens,
@@ -32,7 +34,7 @@ from swift_zoo._config import build_loss
 from swift_zoo._errors import ConfigError
 from swift_zoo._registry import get_loss
 from swift_zoo.integrations.hf import ZooComponentsMixin, read_zoo_config
-from swift_zoo.integrations.trl._fields import loss_kwargs_from_config
+from swift_zoo.integrations.trl._fields import field_of, loss_kwargs_from_config, unhonoured_fields
 from swift_zoo.integrations.trl._inputs import check_supplied
 
 
@@ -46,6 +48,8 @@ class ZooTRLMixin(ZooComponentsMixin):
 
     trl_kind: ClassVar[str] = ""
     trl_config_class: ClassVar[type] = object
+    #: metric names the trainer logs itself, as TRL computes them (the loss's own value of the same name is not stored)
+    trainer_metrics: ClassVar[frozenset[str]] = frozenset()
     loss_is_scaled_for_ga = True
 
     zoo_loss: torch.nn.Module
@@ -77,7 +81,7 @@ class ZooTRLMixin(ZooComponentsMixin):
                 message = f"{owner}: pass either zoo_loss or zoo_config['loss_type'], not both"
                 raise ConfigError(message, key="loss_type", expected="one loss", found="two")
             return zoo_loss
-        name = self.zoo_config.get("loss_type")
+        name = self.zoo_config.get("loss_type") or self._default_loss_name(trl_args)
         if not name:
             found = ", ".join(sorted(self.zoo_config)) or "none"
             message = f"{owner}: zoo_config needs a 'loss_type' (a zoo loss name); keys found: {found}"
@@ -85,9 +89,20 @@ class ZooTRLMixin(ZooComponentsMixin):
         loss_cls = get_loss(name)  # UnknownLossError, with close matches and the available names
         if loss_cls.inputs:  # declared on the class: check before the TRL fields reach its constructor
             check_supplied(self.trl_kind, loss_cls)
-        kwargs = loss_kwargs_from_config(self.trl_kind, owner, loss_cls, trl_args,
-                                         self.zoo_config.get("loss_kwargs") or {})
-        return build_loss(loss_cls, **kwargs)
+        loss_kwargs = self.zoo_config.get("loss_kwargs") or {}
+        kwargs = loss_kwargs_from_config(self.trl_kind, owner, loss_cls, trl_args, loss_kwargs)
+        try:
+            return build_loss(loss_cls, **kwargs)
+        except ConfigError as error:  # name the TRL field a mapped value came from
+            field = None if error.key in loss_kwargs else field_of(self.trl_kind, loss_cls, error.key, trl_args)
+            if field is None:
+                raise
+            message = f"{owner}: {type(trl_args).__name__}.{field}={getattr(trl_args, field)!r} (the zoo's {error.key}): {error}"
+            raise ConfigError(message, key=field, expected=error.expected, found=error.found) from error
+
+    def _default_loss_name(self, trl_args: Any) -> str | None:
+        """The zoo loss when ``zoo_config`` names none (``None``: it must name one); a subclass reads its TRL config."""
+        return None
 
     def _check_trl_options(self, trl_args: Any) -> None:
         """Refuse TRL options that change the loss outside the zoo loss (a subclass extends it)."""
@@ -99,7 +114,7 @@ class ZooTRLMixin(ZooComponentsMixin):
             raise ConfigError(message, key=refused[0][0], expected="the TRL default", found=refused[0][1])
 
     def _refused_options(self, trl_args: Any) -> list[tuple[str, Any, str]]:
-        refused = []
+        refused = unhonoured_fields(self.trl_kind, self.zoo_loss, trl_args)
         if getattr(trl_args, "router_aux_loss_coef", None):
             refused.append(("router_aux_loss_coef", trl_args.router_aux_loss_coef,
                             "the MoE auxiliary loss is not added to zoo losses"))
@@ -127,11 +142,12 @@ class ZooTRLMixin(ZooComponentsMixin):
             counts.append(torch.as_tensor(count))
         if not counts:
             return None
-        return self._sum_over_ranks(torch.stack(counts).sum().to(device))
+        return self._sum_over_ranks(torch.stack(counts).sum(0).to(device))
 
     def _sum_over_ranks(self, count: torch.Tensor) -> torch.Tensor:
+        """``count`` (0-dim, or one count per term of a composed loss) summed over ranks."""
         if self._zoo_gathers():
-            count = self.accelerator.gather(count.reshape(1)).sum()
+            count = self.accelerator.gather(count.unsqueeze(0)).sum(0)
         return count
 
     def _zoo_gathers(self) -> bool:
@@ -152,7 +168,7 @@ class ZooTRLMixin(ZooComponentsMixin):
         return loss
 
     def _log_zoo_metrics(self, mode: str) -> None:
-        metrics = self.zoo_loss.metrics
+        metrics = {k: v for k, v in self.zoo_loss.metrics.items() if k not in self.trainer_metrics}
         if not metrics:
             return
         keys = sorted(metrics)

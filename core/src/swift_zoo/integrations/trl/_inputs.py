@@ -27,20 +27,27 @@ SUPPLIED_INPUTS: dict[str, frozenset[str]] = {
     # full logits with the unshifted labels; or the final hidden states [N, H] and the LM head, rows aligned
     # with labels [N] (the causal shift applied), for losses that never build the logits
     "sft": frozenset({"logits", "labels", "hidden_states", "lm_head_weight", "lm_head_bias"}),
-    # summed completion log-probs of the chosen and rejected halves of TRL's batch and their token counts
+    # summed completion log-probs of the chosen and rejected halves of TRL's batch and their token counts; the
+    # inputs of the DPO-family options: LD-DPO's tail sums, WPO's summed log sum_v p_v^2 (TRL's fused head)
     "dpo": frozenset({
         "policy_chosen_logps", "policy_rejected_logps", "reference_chosen_logps", "reference_rejected_logps",
-        "chosen_lengths", "rejected_lengths",
+        "chosen_lengths", "rejected_lengths", "policy_chosen_tail_logps", "policy_rejected_tail_logps",
+        "reference_chosen_tail_logps", "reference_rejected_tail_logps", "policy_chosen_log_sum_sq_probs",
+        "policy_rejected_log_sum_sq_probs",
     }),
     # summed completion log-probs, the desirable flag, and TRL's KL reference point (all-reduced over ranks)
     "kto": frozenset({"policy_logps", "reference_logps", "is_desirable", "kl_baseline"}),
-    # per-token log-probs over the completion, TRL's advantages and completion mask (tool tokens masked)
+    # per-token log-probs over the completion, TRL's advantages and completion mask (tool tokens masked), the
+    # sampler's log-probs (vLLM, or a rollout_func's), the per-token entropies
     "grpo": frozenset({
-        "per_token_logps", "old_per_token_logps", "ref_per_token_logps", "advantages", "completion_mask",
+        "per_token_logps", "old_per_token_logps", "ref_per_token_logps", "rollout_per_token_logps", "advantages",
+        "entropy", "completion_mask",
     }),
     # trl.experimental's CPO and ORPO trainers: summed completion log-probs and token counts, no reference model
     "cpo": frozenset({"policy_chosen_logps", "policy_rejected_logps", "chosen_lengths", "rejected_lengths"}),
-    "orpo": frozenset({"policy_chosen_logps", "policy_rejected_logps", "chosen_lengths", "rejected_lengths"}),
+    # ... and for orpo's nll_convention="trl", the chosen rows' prompt log-probs and counts
+    "orpo": frozenset({"policy_chosen_logps", "policy_rejected_logps", "chosen_lengths", "rejected_lengths",
+                       "policy_chosen_prompt_logps", "chosen_prompt_lengths"}),
 }
 
 

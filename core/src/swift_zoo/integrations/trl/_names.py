@@ -13,6 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+_GRPO_ROWS = "a completion with no trained token is not a unit in the zoo; TRL counts it"
+_DAPO_COUNT = ("exact window token count; TRL rescales the generation batch's count by gradient_accumulation_steps / "
+               "steps_per_generation")
 _CPO_NLL = ("with cpo_alpha > 0 the NLL on chosen is per pair in the zoo, one token mean per micro-batch in TRL "
             "(equal when the chosen completions have equal lengths)")
 
@@ -23,7 +26,8 @@ class TRLEquivalent:
 
     :param trainer: the TRL trainer (``"SFTTrainer"``...; ``CPOTrainer`` and ``ORPOTrainer`` are in
         ``trl.experimental``); the zoo trainer is ``"Zoo" + trainer``.
-    :param trl_loss_type: TRL's ``loss_type`` (plus ``trl_config``, set on both runs).
+    :param trl_loss_type: TRL's ``loss_type`` (plus ``trl_config``, set on both runs; GRPO's ``loss_type`` is
+        set on both too: the zoo trainer, given no zoo ``loss_type``, takes ``zoo_loss`` from it).
     :param zoo_loss: the zoo ``loss_type``, with ``zoo_kwargs`` in ``loss_kwargs``.
     :param compared: run against TRL in the test suite, equal per logged step.
     :param difference: where they differ ("" when they are the same objective).
@@ -60,6 +64,14 @@ TRL_EQUIVALENTS: tuple[TRLEquivalent, ...] = (
     TRLEquivalent("DPOTrainer", "apo_down", "apo_down"),
     TRLEquivalent("DPOTrainer", "discopop", "discopop"),
     TRLEquivalent("DPOTrainer", "sigmoid_norm", "dpo_norm"),
+    # the DPO-family options: DPOConfig fields that fill the zoo option of the same name
+    TRLEquivalent("DPOTrainer", "sigmoid", "dpo", {"f_divergence_type": "alpha_divergence",
+                                                   "f_alpha_divergence_coef": 0.3}),
+    TRLEquivalent("DPOTrainer", "sigmoid", "dpo", {"ld_alpha": 0.5}),
+    TRLEquivalent("DPOTrainer", "sigmoid", "dpo", {"ld_alpha": 0.5, "precompute_ref_log_probs": True}),
+    TRLEquivalent("DPOTrainer", "sigmoid", "dpo", {"use_weighting": True}),
+    TRLEquivalent("DPOTrainer", "robust", "robust_dpo", {"label_smoothing": 0.1, "f_divergence_type": "js_divergence",
+                                                         "ld_alpha": 0.7, "use_weighting": True}),
     TRLEquivalent("DPOTrainer", "sigmoid + sft (loss_weights [1, alpha])", "rpo", compared=False,
                   difference="the zoo averages the chosen NLL per pair (length-normalised), TRL over all chosen "
                              "tokens of the micro-batch"),
@@ -69,17 +81,14 @@ TRL_EQUIVALENTS: tuple[TRLEquivalent, ...] = (
     TRLEquivalent("CPOTrainer", "simpo", "simpo", {"cpo_alpha": 0.0},
                   difference="TRL's simpo_gamma is the zoo's gamma_beta_ratio * beta (mapped); " + _CPO_NLL),
     TRLEquivalent("CPOTrainer", "simpo", "alphapo", {"cpo_alpha": 0.0, "alpha": 0.25}, difference=_CPO_NLL),
-    TRLEquivalent("ORPOTrainer", "orpo", "orpo", compared=False,
-                  difference="the odds-ratio term equals TRL's odds_ratio_loss (tested per micro-step); TRL's NLL "
-                             "covers the prompt and the chosen completion, one token mean per micro-batch, the "
-                             "zoo's the chosen completion only, per pair"),
+    TRLEquivalent("ORPOTrainer", "orpo", "orpo", zoo_kwargs={"nll_convention": "trl"},
+                  difference="TRL's NLL is one token mean over the chosen rows' prompt and completion per "
+                             "micro-batch, so the loss depends on the split; the zoo's default "
+                             "nll_convention='pair' (the chosen completion, per pair) keeps splitting exact"),
     TRLEquivalent("KTOTrainer", "kto", "kto"),
     TRLEquivalent("KTOTrainer", "apo_zero_unpaired", "apo_zero_unpaired"),
-    TRLEquivalent("GRPOTrainer", "grpo", "grpo", {"beta": 0.04},
-                  difference="a completion with no trained token is not a unit in the zoo; TRL counts it"),
-    TRLEquivalent("GRPOTrainer", "dapo", "dapo", {"epsilon_high": 0.28},
-                  difference="exact window token count; TRL rescales the generation batch's count by "
-                             "gradient_accumulation_steps / steps_per_generation"),
+    TRLEquivalent("GRPOTrainer", "grpo", "grpo", {"beta": 0.04}, difference=_GRPO_ROWS),
+    TRLEquivalent("GRPOTrainer", "dapo", "dapo", {"epsilon_high": 0.28}, difference=_DAPO_COUNT),
     TRLEquivalent("GRPOTrainer", "dr_grpo", "dr_grpo"),
     TRLEquivalent("GRPOTrainer", "bnpo", "bnpo", compared=False,
                   difference="TRL normalises by each micro-batch's tokens and the accumulation steps; the zoo by "
@@ -87,9 +96,29 @@ TRL_EQUIVALENTS: tuple[TRLEquivalent, ...] = (
     TRLEquivalent("GRPOTrainer", "cispo", "cispo", {"epsilon_high": 5.0},
                   difference="TRL's cap is epsilon_high, the zoo's 1 + epsilon_high (mapped)"),
     TRLEquivalent("GRPOTrainer", "sapo", "sapo"),
-    TRLEquivalent("GRPOTrainer", "grpo + importance_sampling_level='sequence'", "gspo", compared=False,
-                  difference="the zoo's gspo computes the sequence ratio itself; ZooGRPOTrainer refuses the "
-                             "TRL option"),
+    TRLEquivalent("GRPOTrainer", "grpo", "gspo", {"importance_sampling_level": "sequence"}, difference=_GRPO_ROWS),
+    TRLEquivalent("GRPOTrainer", "luspo", "luspo", {"importance_sampling_level": "sequence"}, difference=_GRPO_ROWS),
+    TRLEquivalent("GRPOTrainer", "vespo", "vespo", difference=_DAPO_COUNT),
+    # GRPOConfig options that every TRL loss type takes, filling the zoo option of the same name
+    TRLEquivalent("GRPOTrainer", "grpo", "grpo", {"off_policy_mask_threshold": 0.0, "steps_per_generation": 4}),
+    TRLEquivalent("GRPOTrainer", "grpo", "grpo", {"beta": 0.04, "top_entropy_quantile": 0.2},
+                  difference="one process only: TRL takes the quantile over every rank's tokens, the zoo over the "
+                             "micro-batch's (several processes are refused)"),
+    TRLEquivalent("GRPOTrainer", "dapo", "dapo", {"entropy_coef": 0.01, "gradient_accumulation_steps": 1},
+                  difference="the zoo's bonus is the mean entropy over the window's tokens, TRL's each micro-batch's "
+                             "mean divided by the accumulation steps (equal with one micro-batch per step); refused "
+                             "for a loss aggregated per completion and with top_entropy_quantile < 1"),
+    TRLEquivalent("GRPOTrainer", "dapo", "dapo", {"use_vllm": True}),
+    TRLEquivalent("GRPOTrainer", "dapo", "dapo", {"use_vllm": True, "vllm_importance_sampling_mode": "token_truncate",
+                                                  "vllm_importance_sampling_clip_min": 0.9,
+                                                  "vllm_importance_sampling_clip_max": 1.1}),
+    TRLEquivalent("GRPOTrainer", "sapo", "sapo", {"use_vllm": True, "vllm_importance_sampling_mode": "token_mask",
+                                                  "vllm_importance_sampling_clip_min": 0.8,
+                                                  "vllm_importance_sampling_clip_max": 1.2}),
+    # vespo's k and lambda only matter off the sampling policy (phi(1) = 1): here the rollout weights move it
+    TRLEquivalent("GRPOTrainer", "vespo", "vespo", {"vespo_k_pos": 1.5, "vespo_lambda_neg": 2.5, "use_vllm": True,
+                                                    "vllm_importance_sampling_mode": "token_truncate",
+                                                    "vllm_importance_sampling_clip_min": 0.5}),
 )
 
 

@@ -4,8 +4,30 @@
 (``trl/trainer/grpo_trainer.py`` line 3020) on one micro-batch of its buffered generation batch. This
 overrides it: the per-token log-probs and entropies from TRL's ``_get_per_token_logps_and_entropies``,
 then the zoo loss on ``per_token_logps``, ``old_per_token_logps`` (when TRL has them: off-policy steps),
-``ref_per_token_logps`` (when ``beta > 0``), ``advantages`` and the completion mask (tool-output tokens
-masked, as TRL).
+``ref_per_token_logps`` (when ``beta > 0``), ``rollout_per_token_logps`` (the sampler's log-probs, when TRL
+has them: vLLM, or a ``rollout_func`` that returns ``logprobs``), ``entropy``, ``advantages`` and the
+completion mask (tool-output tokens masked, as TRL).
+
+**The loss.** ``zoo_config["loss_type"]`` names it; without one, the trainer takes the zoo loss declared
+equal to ``GRPOConfig.loss_type`` at its ``importance_sampling_level`` (:mod:`._grpo_loss_types`):
+``dapo`` for TRL's default, ``grpo``, ``bnpo``, ``dr_grpo``, ``cispo``, ``sapo``, ``vespo``; ``gspo`` for
+``grpo`` and ``luspo`` for ``luspo`` at the ``"sequence"`` level. A named loss must agree with a
+``loss_type`` / level set away from TRL's defaults.
+
+**TRL's options, mapped** onto the zoo options of the same meaning (every zoo policy loss has them):
+``off_policy_mask_threshold``; ``top_entropy_quantile`` (the quantile over the micro-batch's tokens, as TRL on
+one process: several processes are refused, TRL takes it over every rank's tokens); ``entropy_coef`` for a
+loss whose unit is a token (TRL's bonus is the mean entropy per token whatever the loss type: the zoo's,
+aggregated like the policy term, is that over the accumulation window; a loss aggregated per completion
+would weight each completion's mean entropy instead, so it is refused there, as is the bonus together with
+the entropy mask, which TRL applies to the masked tokens only); the vLLM importance-sampling correction
+(``use_vllm`` with ``vllm_importance_sampling_correction``): ``vllm_importance_sampling_mode`` is
+``rollout_correction``, ``vllm_importance_sampling_clip_min`` / ``_max`` are ``rollout_correction_min`` /
+``_max``, and the weights come from TRL's ``sampling_per_token_logps`` against ``old_per_token_logps``, the
+quantities TRL's ``importance_sampling_ratio`` is made of. A token vLLM could not score (NaN) gets the old
+log-prob there, so its ratio is 1, as in TRL; TRL's off-policy mask reads such a token at the current
+log-prob instead, so with both options on the two differ there by the old-versus-current difference. Refused: ``use_adaptive_entropy`` (TRL's controller changes the coefficient every step; a zoo
+loss's ``entropy_coef`` is a constant).
 
 **Normalisation.** ``GRPOTrainer.loss_is_scaled_for_ga = True`` already. TRL normalises per micro-batch
 and divides by the accumulation steps (``grpo``, ``bnpo``, ``dr_grpo``), or rescales the generation
@@ -23,10 +45,8 @@ copied to ``GRPOConfig.beta``, which makes TRL load the reference model and comp
 ``ref_per_token_logps``); ``use_bias_correction_kl`` (TRL's default ``True``) fills the zoo option of the same name: the
 KL term multiplied by the differentiable importance ratio, which changes the gradient even on-policy.
 
-Refused (``ConfigError`` at construction): ``GRPOConfig.loss_type`` other than its default, a sequence
-``importance_sampling_level`` (use the zoo's ``gspo``), ``top_entropy_quantile < 1``,
-``off_policy_mask_threshold``, the entropy bonus, vLLM importance-sampling correction. Logged: the
-loss's metrics (``clip_fraction*``, ``kl``, ``ratio_mean``) and TRL's ``entropy``.
+Logged: the loss's metrics (``clip_fraction*``, ``kl``, ``ratio_mean``, the options' fractions) and TRL's
+``entropy``.
 """
 
 from __future__ import annotations
@@ -37,45 +57,58 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 
 from swift_zoo._errors import ConfigError
+from swift_zoo._registry import get_loss
 from swift_zoo.integrations.trl._base import ZooTRLMixin
+from swift_zoo.integrations.trl._grpo_loss_types import TRL_DEFAULT_LEVEL, spelled, zoo_loss_for_grpo
+
+_DEFAULT_LOSS_TYPE = GRPOConfig.__dataclass_fields__["loss_type"].default
 
 
 class ZooGRPOTrainer(ZooTRLMixin, GRPOTrainer):
     """``trl.GRPOTrainer`` whose loss is a zoo group-policy loss (``grpo``, ``dapo``, ``dr_grpo``, ``bnpo``,
-    ``cispo``, ``sapo``, ``gspo``).
+    ``cispo``, ``sapo``, ``gspo``, ``luspo``, ``vespo``...).
 
     ::
 
         trainer = ZooGRPOTrainer(model="path/to/model", reward_funcs=reward, args=GRPOConfig(beta=0.04, ...),
                                  train_dataset=prompts, zoo_config={"loss_type": "grpo"})
 
+    Without ``zoo_config["loss_type"]`` the loss is the zoo's equal of ``GRPOConfig.loss_type``.
     ``GRPOConfig`` fills ``beta``, ``epsilon_low`` (``epsilon``), ``epsilon_high`` (``epsilon_high`` or
     ``epsilon``; for ``cispo`` the cap minus one), ``delta``, ``max_completion_length`` (``dr_grpo``),
-    ``temperature_pos``/``temperature_neg`` (``sapo_temperature_*``) and ``use_bias_correction_kl``.
+    ``temperature_pos``/``temperature_neg`` (``sapo_temperature_*``), ``k_pos``... (``vespo_*``),
+    ``use_bias_correction_kl``, ``off_policy_mask_threshold``, ``top_entropy_quantile``, ``entropy_coef`` and
+    the rollout correction (``vllm_importance_sampling_*`` with ``use_vllm``).
     """
 
     trl_kind: ClassVar[str] = "grpo"
     trl_config_class: ClassVar[type] = GRPOConfig
+    trainer_metrics: ClassVar[frozenset[str]] = frozenset({"entropy"})  # TRL's: token-weighted over ranks
+    _zoo_loss_from_trl: bool = False
+
+    def _default_loss_name(self, trl_args: Any) -> str:
+        self._zoo_loss_from_trl = True
+        return zoo_loss_for_grpo(type(self).__name__, trl_args.loss_type, trl_args.importance_sampling_level)
 
     def _refused_options(self, trl_args: Any) -> list[tuple[str, Any, str]]:
-        refused = super()._refused_options(trl_args)
-        default = GRPOConfig.__dataclass_fields__["loss_type"].default
-        if trl_args.loss_type != default:
-            refused.append(("loss_type", trl_args.loss_type,
-                            "it selects TRL's built-in loss; the zoo loss is zoo_config['loss_type']"))
-        if trl_args.importance_sampling_level != "token":
-            refused.append(("importance_sampling_level", trl_args.importance_sampling_level,
-                            "a sequence-level ratio is the zoo loss 'gspo'"))
-        if trl_args.top_entropy_quantile < 1.0:
-            refused.append(("top_entropy_quantile", trl_args.top_entropy_quantile, "no entropy mask on zoo losses"))
-        if trl_args.off_policy_mask_threshold is not None:
-            refused.append(("off_policy_mask_threshold", trl_args.off_policy_mask_threshold,
-                            "no off-policy sequence mask on zoo losses"))
-        if trl_args.entropy_coef != 0.0 or trl_args.use_adaptive_entropy:
-            refused.append(("entropy_coef", trl_args.entropy_coef, "no entropy bonus on zoo losses"))
-        if trl_args.use_vllm and trl_args.vllm_importance_sampling_correction:
-            refused.append(("vllm_importance_sampling_correction", True,
-                            "the vLLM importance-sampling ratio is not applied to zoo losses"))
+        refused = super()._refused_options(trl_args) + self._loss_type_conflicts(trl_args)
+        name = self.zoo_loss.display_name
+        if trl_args.entropy_coef != 0.0:
+            if self.zoo_loss.reduction_unit != "token":
+                mode = getattr(self.zoo_loss, "loss_agg_mode", None)
+                refused.append(("entropy_coef", trl_args.entropy_coef,
+                                f"TRL's bonus is the mean entropy per token whatever the loss type, while {name} "
+                                f"aggregates per {self.zoo_loss.reduction_unit} (loss_agg_mode={mode!r}) and would "
+                                "weight each completion's mean entropy instead; use a token-mean loss, or "
+                                "zoo_config['loss_kwargs']['entropy_coef'] for the zoo's bonus aggregated like the "
+                                "policy term (verl's)"))
+            if trl_args.top_entropy_quantile < 1.0:
+                refused.append(("entropy_coef", trl_args.entropy_coef,
+                                "with top_entropy_quantile < 1 TRL's bonus covers only the high-entropy tokens, the "
+                                "zoo's every counted token"))
+        if trl_args.use_adaptive_entropy:
+            refused.append(("use_adaptive_entropy", True, "TRL's controller changes entropy_coef every optimizer "
+                            "step; a zoo loss's entropy_coef is a constant"))
         window = trl_args.steps_per_generation * trl_args.num_iterations
         if window % trl_args.gradient_accumulation_steps:
             refused.append(("steps_per_generation", trl_args.steps_per_generation,
@@ -85,12 +118,51 @@ class ZooGRPOTrainer(ZooTRLMixin, GRPOTrainer):
                             "not be known before its first backward pass"))
         return refused
 
+    def _loss_type_conflicts(self, trl_args: Any) -> list[tuple[str, Any, str]]:
+        """A ``loss_type`` / ``importance_sampling_level`` set away from TRL's defaults that names another loss
+        than the zoo loss named in ``zoo_config`` (or ``zoo_loss``)."""
+        setting = (trl_args.loss_type, trl_args.importance_sampling_level)
+        if self._zoo_loss_from_trl or setting == (_DEFAULT_LOSS_TYPE, TRL_DEFAULT_LEVEL):
+            return []
+        field = "loss_type" if setting[0] != _DEFAULT_LOSS_TYPE else "importance_sampling_level"
+        value = getattr(trl_args, field)
+        name = self.zoo_loss.display_name
+        try:
+            wanted = zoo_loss_for_grpo(type(self).__name__, *setting)
+        except ConfigError:
+            return [(field, value, f"TRL's {spelled(*setting)} has no zoo loss declared equal, and the zoo loss "
+                                   f"here is {name!r}; leave GRPOConfig at its defaults to train {name!r}")]
+        if get_loss(wanted) is type(self.zoo_loss):
+            return []
+        return [(field, value, f"TRL's {spelled(*setting)} is the zoo loss {wanted!r}, not {name!r}: leave "
+                               f"zoo_config['loss_type'] out to train {wanted!r}, or GRPOConfig at its defaults to "
+                               f"train {name!r}")]
+
     def _construction_context(self, trl_args: Any, arguments: dict[str, Any]) -> Any:
         beta = getattr(self.zoo_loss, "beta", 0.0)
         if beta != trl_args.beta:  # only set in loss_kwargs (both set and different is refused by the mapping)
             trl_args.beta = beta  # TRL loads the reference model and computes ref_per_token_logps iff beta != 0
+        correction = getattr(self.zoo_loss, "rollout_correction", None)
+        if correction is not None and not trl_args.use_vllm and arguments.get("rollout_func") is None:
+            message = (
+                f"{type(self).__name__}: {self.zoo_loss.display_name} has rollout_correction={correction!r}, which "
+                "reads the sampler's log-probs; GRPOTrainer has them only from vLLM (use_vllm=True) or from a "
+                "rollout_func that returns logprobs"
+            )
+            raise ConfigError(message, key="rollout_correction", expected="use_vllm or a rollout_func", found=correction)
         self._zoo_window: tuple[int, torch.Tensor | None] | None = None
         return super()._construction_context(trl_args, arguments)
+
+    def _zoo_after_init(self) -> None:
+        if self.args.top_entropy_quantile < 1.0 and self.accelerator.num_processes > 1:
+            message = (
+                f"{type(self).__name__}: GRPOConfig.top_entropy_quantile={self.args.top_entropy_quantile} with "
+                f"{self.accelerator.num_processes} processes: TRL takes the entropy quantile over the tokens of every "
+                "rank, the zoo loss over each rank's micro-batch; run it on one process"
+            )
+            raise ConfigError(message, key="top_entropy_quantile", expected="one process",
+                              found=self.accelerator.num_processes)
+        super()._zoo_after_init()
 
     # ------------------------------------------------------------ normalisation
     def _units_of(self, mask: torch.Tensor) -> torch.Tensor | None:
@@ -149,6 +221,14 @@ class ZooGRPOTrainer(ZooTRLMixin, GRPOTrainer):
         for key in ("old_per_token_logps", "ref_per_token_logps"):
             if inputs.get(key) is not None:
                 model_outputs[key] = inputs[key]
+        declared = {spec.key for spec in self.zoo_loss.inputs}
+        sampling = inputs.get("sampling_per_token_logps")
+        if sampling is not None and "rollout_per_token_logps" in declared:
+            # a token vLLM could not score is NaN; TRL gives it importance ratio 1, i.e. the old log-prob
+            old = model_outputs.get("old_per_token_logps", per_token_logps.detach())
+            model_outputs["rollout_per_token_logps"] = torch.where(torch.isnan(sampling), old, sampling)
+        if "entropy" in declared:
+            model_outputs["entropy"] = entropies
         units = self._window_units() if mode == "train" else None
         loss = self._zoo_loss(model_outputs, num_items_in_batch=units, mode=mode)
         # TRL's entropy metric: the token-weighted mean over ranks

@@ -10,8 +10,9 @@ of full logits, ``get_batch_loss_metrics(model, batch, train_eval)`` builds the 
   completion log-probs (TRL's ``get_batch_logps`` with ``average_log_prob=False``) and the completion token
   counts go to the zoo loss as ``policy_chosen_logps``, ``policy_rejected_logps``, ``chosen_lengths``,
   ``rejected_lengths``: a length-normalised loss (``simpo``, ``orpo``, CPO's ``ipo``) normalises itself;
-* the unit is a pair with a scored token on both sides (the zoo's counted pair), counted from the labels of
-  every micro-batch of the accumulation window and summed over ranks (:class:`~swift_zoo.integrations.trl._base.ZooTRLMixin`);
+* the unit is the loss's own (for a reference-free pair loss, a pair with a scored token on both sides),
+  counted by the loss from the completion lengths in the labels of every micro-batch of the accumulation
+  window and summed over ranks (:mod:`~swift_zoo.integrations.trl._units`);
 * the loss's metrics go to TRL's ``_stored_metrics`` (``eval_``-prefixed in evaluation, as TRL names them),
   with TRL's ``logps/chosen`` and ``logps/rejected`` (summed log-probs, mean over every pair of every rank).
 
@@ -28,6 +29,7 @@ import torch
 
 from swift_zoo._errors import ConfigError
 from swift_zoo.integrations.trl._base import ZooTRLMixin
+from swift_zoo.integrations.trl._units import units_from_lengths
 
 IGNORE_INDEX = -100
 
@@ -53,9 +55,10 @@ class ZooPairBatchMixin(ZooTRLMixin):
         return (labels if self.is_encoder_decoder else labels[:, 1:]) != IGNORE_INDEX
 
     def _zoo_units(self, batch: Mapping[str, Any]) -> torch.Tensor | None:
-        if self.zoo_loss.reduction_unit != "pair" or "chosen_labels" not in batch:
+        if "chosen_labels" not in batch:
             return None
-        return (self._scored(batch["chosen_labels"]).any(-1) & self._scored(batch["rejected_labels"]).any(-1)).sum()
+        return units_from_lengths(self.zoo_loss, self._scored(batch["chosen_labels"]).sum(-1),
+                                  self._scored(batch["rejected_labels"]).sum(-1))
 
     # -------------------------------------------------------------------- loss
     def _zoo_pair_outputs(self, model: torch.nn.Module, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -70,9 +73,15 @@ class ZooPairBatchMixin(ZooTRLMixin):
         logps = self.get_batch_logps(outputs.logits, labels, average_log_prob=False,
                                      is_encoder_decoder=self.is_encoder_decoder)
         pairs = batch["chosen_labels"].shape[0]
-        return {"policy_chosen_logps": logps[:pairs], "policy_rejected_logps": logps[pairs:],
-                "chosen_lengths": lengths[:pairs], "rejected_lengths": lengths[pairs:],
-                "logits": outputs.logits}
+        found = {"policy_chosen_logps": logps[:pairs], "policy_rejected_logps": logps[pairs:],
+                 "chosen_lengths": lengths[:pairs], "rejected_lengths": lengths[pairs:]}
+        found.update(self._zoo_extra_inputs(concatenated, outputs.logits, found))
+        return {**found, "logits": outputs.logits}
+
+    def _zoo_extra_inputs(self, concatenated: Mapping[str, torch.Tensor], logits: torch.Tensor,
+                          found: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """More inputs a subclass builds from the same forward pass (``[chosen; rejected]`` rows); none here."""
+        return {}
 
     def get_batch_loss_metrics(self, model: torch.nn.Module, batch: Mapping[str, Any], train_eval: str = "train",
                                num_items_in_batch: torch.Tensor | int | None = None) -> tuple[torch.Tensor, dict]:
