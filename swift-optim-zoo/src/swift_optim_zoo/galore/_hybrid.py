@@ -137,8 +137,12 @@ class LowRankHybrid(PreserveStateDtypes, torch.optim.Optimizer):
                 rows, cols = matrix_view_shape(param.shape)
                 grad = param.grad.reshape(rows, cols).to(compute_dtype(param))
                 self._low_rank_step(param, grad, self.state[param], group, index)
-            inner_adamw_step(self, others, group)
+            self._full_rank_step(others, group)
         return loss
+
+    def _full_rank_step(self, params: list[torch.Tensor], group: dict[str, Any]) -> None:
+        """The parameters the method does not act on: torch's AdamW with the group's hyperparameters."""
+        inner_adamw_step(self, params, group)
 
     # --------------------------------------------------------------------- helpers
     @staticmethod
