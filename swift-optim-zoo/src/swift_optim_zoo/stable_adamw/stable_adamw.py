@@ -25,7 +25,8 @@ def stable_adamw_rule(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Te
     lr, beta1, beta2, eps, weight_decay = (hyper[i] for i in range(5))
     exp_avg.mul_(beta1).add_(grad * (1 - beta1))
     exp_avg_sq.mul_(beta2).add_(grad * grad * (1 - beta2))
-    ratio = (grad * grad / exp_avg_sq.clamp(min=eps * eps)).float()
+    ratio = grad * grad / exp_avg_sq.clamp(min=eps * eps)
+    ratio = ratio if ratio.dtype == torch.float64 else ratio.float()
     rms = (whole_sum(ratio, sums) / whole_numel(grad, sums)).sqrt().clamp(min=1.0)
     step_size = lr / rms
     if decay:
