@@ -43,7 +43,7 @@ def ref_adopt(w, grads, *, lr, b1, b2, eps, wd, decoupled, caution):
         if t == 1:
             v = g * g
             continue
-        clip = (t - 1) ** 0.25
+        clip = t**0.25
         m = b1 * m + (1 - b1) * torch.clamp(g / torch.clamp(v.sqrt(), min=eps), -clip, clip)
         w = w - lr * (cautious(m, g) if caution else m)
         v = b2 * v + (1 - b2) * g * g

@@ -39,7 +39,7 @@ class ADOPT(ElementwiseOptimizer):
         t > 1:\ m \leftarrow \beta_1 m + (1-\beta_1)\,\mathrm{clip}\Big(\frac{g}{\max(\sqrt{v}, \epsilon)}, c_t\Big),\quad
         \theta \leftarrow \theta - \eta\, m,\quad v \leftarrow \beta_2 v + (1-\beta_2) g^2
 
-    with :math:`c_t = (t-1)^{1/4}` (the clipping of the official code and pytorch_optimizer 4.1, which stabilises
+    with :math:`c_t = t^{1/4}` (the clipping of the official code and pytorch_optimizer 4.1, which stabilises
     the first steps; ``clip_exponent=None`` turns it off). Weight decay is L2 (added to ``g``) as in the paper's
     code, or decoupled (``decoupled_weight_decay=True``: :math:`\theta \leftarrow \theta(1-\eta\lambda)`).
     ``cautious=True`` masks :math:`m` where its sign disagrees with :math:`g` (rescaled, arXiv:2411.16085).
@@ -81,7 +81,7 @@ class ADOPT(ElementwiseOptimizer):
 
     def _hyper(self, group: Mapping[str, Any], state: Mapping[str, Any]) -> tuple[float, ...]:
         exponent = group["clip_exponent"]
-        clip = float("inf") if exponent is None else float(state["step"] - 1) ** exponent
+        clip = float("inf") if exponent is None else float(state["step"]) ** exponent
         beta1, beta2 = group["betas"]
         return (group["lr"], beta1, beta2, group["eps"], group["weight_decay"], clip)
 
