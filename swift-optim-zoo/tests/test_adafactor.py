@@ -115,7 +115,7 @@ def test_modes_follow_lr():
     ({"lr": 1e-3, "relative_step": True}, "relative_step=True", "(0.001)"),
     ({"relative_step": False}, "give an lr", "'lr' is None"),
     ({"lr": 1e-3, "warmup_init": True}, "needs relative_step=True", "warmup_init"),
-    ({"lr": 1e-3, "decay_rate": 0.8}, "decay_rate < 0.0", "got 0.8"),
+    ({"lr": 1e-3, "decay_rate": 0.8}, "decay_rate must be in (-inf, 0.0)", "got 0.8"),
 ])
 def test_bad_settings_name_expected_and_found(kwargs, expected, found):
     with pytest.raises(ConfigError) as info:

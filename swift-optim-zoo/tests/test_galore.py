@@ -285,13 +285,13 @@ def test_q_galore_keeps_the_interval_of_an_unstable_layer():
 
 # ----------------------------------------------------------------------------------------- configuration
 @pytest.mark.parametrize(("cls", "kwargs", "expected", "found"), [
-    (GaLoreAdamW, {"rank": 0}, "1 <= rank", "got 0"),
+    (GaLoreAdamW, {"rank": 0}, "rank must be an integer in [1, 65536]", "got 0"),
     (GaLoreAdamW, {"proj_method": "qr"}, "one of 'randomized', 'svd'", "got 'qr'"),
-    (GaLoreAdamW, {"scale": -1.0}, "0.0 < scale", "got -1.0"),
-    (GaLoreAdamW, {"betas": (0.9, 1.0)}, "betas[1] < 1.0", "got 1.0"),
+    (GaLoreAdamW, {"scale": -1.0}, "scale must be > 0", "got -1.0"),
+    (GaLoreAdamW, {"betas": (0.9, 1.0)}, "betas[1] must be in [0.0, 1.0)", "got 1.0"),
     (QGaLoreAdamW, {"proj_bits": 2}, "one of 4, 8", "got 2"),
     (QGaLoreAdamW, {"proj_group_size": 15}, "an even int >= 2", "got 15"),
-    (GaLoreAdafactor, {"decay_rate": 0.5}, "decay_rate < 0.0", "got 0.5"),
+    (GaLoreAdafactor, {"decay_rate": 0.5}, "decay_rate must be in (-inf, 0.0)", "got 0.5"),
 ])
 def test_bad_hyperparameters_name_expected_and_found(cls, kwargs, expected, found):
     with pytest.raises(ConfigError) as info:

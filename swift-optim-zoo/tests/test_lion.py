@@ -102,5 +102,5 @@ def test_state_dict_weights_only_roundtrip_and_bf16() -> None:
 
 
 def test_invalid_betas_message() -> None:
-    with pytest.raises(swift_zoo.ConfigError, match=r"'betas' must be two floats in \[0, 1\], got \(0.9, 1.5\)"):
+    with pytest.raises(swift_zoo.ConfigError, match=r"optimizer 'lion': betas\[1\] must be in \[0.0, 1.0\], got 1.5"):
         Lion([nn.Parameter(torch.zeros(2))], betas=(0.9, 1.5))

@@ -172,5 +172,5 @@ def test_param_groups_tagged_b_get_the_ratio_and_state_roundtrip() -> None:
 
 
 def test_invalid_ratio_message() -> None:
-    with pytest.raises(swift_zoo.ConfigError, match="'loraplus_lr_ratio' must be a float > 0, got 0"):
+    with pytest.raises(swift_zoo.ConfigError, match="optimizer 'lora_plus': loraplus_lr_ratio must be > 0, got 0"):
         LoraPlusAdamW(TinyLoraModel(), loraplus_lr_ratio=0)

@@ -214,5 +214,5 @@ def test_no_state_for_gradless_params_bf16_stays_bf16_and_state_bytes() -> None:
 def test_invalid_adjust_lr_names_expected_and_found() -> None:
     with pytest.raises(swift_zoo.ConfigError, match="original.*match_rms_adamw.*got 'rms'"):
         Muon([nn.Parameter(torch.zeros(2, 2))], adjust_lr_fn="rms")
-    with pytest.raises(swift_zoo.ConfigError, match=r"'momentum' must be a float in \[0, 1\), got 1.5"):
+    with pytest.raises(swift_zoo.ConfigError, match=r"optimizer 'muon': momentum must be in \[0.0, 1.0\), got 1.5"):
         Muon([nn.Parameter(torch.zeros(2, 2))], momentum=1.5)

@@ -91,7 +91,7 @@ def test_scalar_repro_of_the_issue(correction: str, ys: list[float], x: float) -
 
 
 def test_unknown_bias_correction_is_refused() -> None:
-    with pytest.raises(swift_zoo.ConfigError, match=r"'bias_correction' must be one of 'denominator', 'step_size'"):
+    with pytest.raises(swift_zoo.ConfigError, match=r"bias_correction must be one of 'denominator', 'step_size', got 'v1.2'"):
         ScheduleFreeAdamW([nn.Parameter(torch.zeros(2))], bias_correction="v1.2")
 
 

@@ -65,10 +65,10 @@ def test_wsd_decay_must_fit_after_warmup() -> None:
 
 def test_validation_messages_name_expected_and_found() -> None:
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    with pytest.raises(swift_zoo.ConfigError, match=r"scheduler 'cosine': 'warmup_steps' must be an int in "
-                                                     r"\[0, num_training_steps=10\], got 20"):
+    with pytest.raises(swift_zoo.ConfigError, match=r"scheduler 'cosine': warmup_steps must be an integer in "
+                                                     r"\[0, 10\], got 20"):
         swift_zoo.build_scheduler("cosine", opt, num_training_steps=10, warmup_steps=20)
-    with pytest.raises(swift_zoo.ConfigError, match="'num_training_steps' must be an int >= 1, got 0"):
+    with pytest.raises(swift_zoo.ConfigError, match=r"num_training_steps must be an integer in \[1, 1000000000000\], got 0"):
         swift_zoo.build_scheduler("linear", opt, num_training_steps=0)
     with pytest.raises(swift_zoo.ConfigError, match="missing required kwarg"):
         swift_zoo.build_scheduler("cosine", opt)

@@ -7,10 +7,15 @@ import math
 import torch
 
 from swift_zoo import OptimizerModeError
+from swift_zoo.optim import ZooOptimizer
 
 
-class TinyAdam(torch.optim.Optimizer):
-    """Adam with decoupled weight decay, written plainly (the reference the broken variants start from)."""
+class TinyAdam(ZooOptimizer):
+    """Adam with decoupled weight decay, written plainly on the zoo frame (the reference the broken variants start
+    from): the frame gives it the non-finite-gradient policy, named-group ``add_param_group`` and the state-kind
+    check."""
+
+    name = "tiny_adam"
 
     def __init__(self, params, lr: float = 1e-2, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.01) -> None:
@@ -38,12 +43,7 @@ class TinyAdam(torch.optim.Optimizer):
         param.mul_(1 - lr * group["weight_decay"])
         param.add_(update.to(param.dtype), alpha=-lr)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def _step(self):
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             for p in self.params_to_update(group):
@@ -57,7 +57,6 @@ class TinyAdam(torch.optim.Optimizer):
                 m_hat = state["exp_avg"].float() / (1 - beta1 ** t)
                 v_hat = state["exp_avg_sq"].float() / (1 - beta2 ** t)
                 self.apply(p, m_hat / (v_hat.sqrt() + group["eps"]), group)
-        return loss
 
     def state_bytes_for(self, param: torch.Tensor, group: dict) -> int:
         return 2 * param.numel() * param.element_size() + 4
@@ -220,6 +219,40 @@ class ExampleKwargsAdam(TinyAdam):
     @classmethod
     def example_kwargs(cls) -> dict:
         return {"lr": 1e-2}
+
+
+class NanPoisonAdam(TinyAdam):
+    """Steps straight through the update with no non-finite check: a NaN gradient poisons the moments."""
+
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        with torch.no_grad():
+            self._step()
+        return loss
+
+
+class SilentSkipAdam(TinyAdam):
+    """Skips a non-finite step, but says nothing."""
+
+    def _gradients_finite(self, with_grad):
+        return all(bool(torch.isfinite(p.grad).all()) for p, _ in with_grad)
+
+
+class AdoptsAnyStateAdam(TinyAdam):
+    """Loads whatever state dict it is given (torch's plain load_state_dict)."""
+
+    def load_state_dict(self, state_dict):
+        torch.optim.Optimizer.load_state_dict(self, state_dict)
+
+
+class PlainGroupsAdam(TinyAdam):
+    """torch's add_param_group: a group without names after the model-built named groups is rejected."""
+
+    def add_param_group(self, param_group):
+        torch.optim.Optimizer.add_param_group(self, param_group)
 
 
 _ = math  # math kept for readers extending these

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conformance_broken_optimizers import (
+    AdoptsAnyStateAdam,
     AscentAdam,
     CachedLrAdam,
     ExampleKwargsAdam,
@@ -13,7 +14,10 @@ from conformance_broken_optimizers import (
     LowRankAdam,
     LrFreeDecayAdam,
     ModeAdam,
+    NanPoisonAdam,
+    PlainGroupsAdam,
     PythonObjectStateAdam,
+    SilentSkipAdam,
     StateForAllAdam,
     TinyAdam,
     UndeclaredAdam,
@@ -43,6 +47,10 @@ BROKEN = [
     (UnsavedStepAdam, "check_state_dict_resume", ["to match the uninterrupted run", "a step counter"]),
     (UnderDeclaredAdam, "check_state_bytes", ["measured > ", "declared", "proj.weight (64, 48)"]),
     (UndeclaredAdam, "check_state_bytes", ["UndeclaredAdam.state_bytes_for(param, group)", "not declared"]),
+    (NanPoisonAdam, "check_nonfinite_gradient", ["to change no parameter and no state", "found "]),
+    (SilentSkipAdam, "check_nonfinite_gradient", ["found it skipped silently"]),
+    (AdoptsAnyStateAdam, "check_foreign_state_refused", ["torch.optim.SGD state dict to fail at load"]),
+    (PlainGroupsAdam, "check_add_param_group", ["to accept a new group (the model-built groups carry param_names)"]),
 ]
 
 

@@ -7,6 +7,9 @@ from typing import Any
 
 import torch
 
+from swift_optim_zoo._catalogue._distributed import ELEMENT_WISE
+from swift_zoo.optim import ZooOptimizer, require_betas, require_non_negative
+
 
 def _fused_supported(params: Iterable[Any]) -> bool:
     tensors = []
@@ -18,7 +21,7 @@ def _fused_supported(params: Iterable[Any]) -> bool:
     )
 
 
-class AdamW(torch.optim.AdamW):
+class AdamW(ZooOptimizer, torch.optim.AdamW):
     r"""AdamW (Loshchilov & Hutter, arXiv:1711.05101), torch's implementation.
 
     .. math::
@@ -40,6 +43,8 @@ class AdamW(torch.optim.AdamW):
     """
 
     name = "adamw"
+    distributed = ELEMENT_WISE
+    elementwise = True
 
     def __init__(
         self,
@@ -51,11 +56,22 @@ class AdamW(torch.optim.AdamW):
         amsgrad: bool = False,
         fused: bool | None = None,
     ) -> None:
+        owner = f"optimizer {self.name!r}"
+        require_non_negative(owner, "lr", lr)
+        require_betas(owner, "betas", betas)
+        require_non_negative(owner, "eps", eps)
+        require_non_negative(owner, "weight_decay", weight_decay)
         params = list(params)
         if fused is None:
             fused = _fused_supported(params)
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, fused=fused or None)
+
+    def _step(self) -> None:
+        torch_step = torch.optim.AdamW.step
+        if getattr(torch_step, "hooked", False):  # torch wraps a class's step with its hooks: ours already ran them
+            torch_step = torch_step.__wrapped__
+        torch_step(self)
 
     def state_bytes_for(self, param: torch.Tensor, group: dict[str, Any]) -> int:
         moments = 3 if group.get("amsgrad") else 2

@@ -235,6 +235,8 @@ class ZooOptimizer(torch.optim.Optimizer):
         keeping each state tensor's saved dtype on its parameter's device."""
         self._check_state_kind(state_dict)
         super().load_state_dict(state_dict)
+        for group in self.param_groups:  # a state saved before the tag existed gets it back
+            group[STATE_TAG] = self._tag
         restore_state_dtypes(self, state_dict)
 
     def _check_state_kind(self, state_dict: Any) -> None:

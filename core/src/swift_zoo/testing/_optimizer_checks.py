@@ -292,20 +292,22 @@ def check_per_group_lr(optimizer: Any, optimizer_kwargs: Mapping[str, Any] | Non
 
 @runs_single_threaded
 def check_add_param_group(optimizer: Any, optimizer_kwargs: Mapping[str, Any] | None = None) -> str:
-    """``add_param_group`` after some steps: the new group gets the defaults and its params move."""
+    """``add_param_group({"params": [...]})`` after some steps, on an optimizer built from a model (whose groups
+    carry ``param_names``): accepted, the new group gets the defaults, and its params move."""
     name = "check_add_param_group"
     subject = optimizer_subject(optimizer, optimizer_kwargs)
     first, second = Quadratic(seed=0), Quadratic(seed=1)
     opt = _build(name, subject, first)
     for _ in range(2):
         _step(name, subject, opt, first)
-    new_group: dict[str, Any] = {"params": list(second.parameters())}
-    if any("param_names" in g for g in opt.param_groups):
-        new_group["param_names"] = [f"second.{n}" for n, _ in second.named_parameters()]
     try:
-        opt.add_param_group(new_group)
+        opt.add_param_group({"params": list(second.parameters())})
     except Exception as exc:
-        message = f"expected add_param_group to accept a new group, found {type(exc).__name__}: {exc}"
+        named = " (the model-built groups carry param_names)" if any("param_names" in g for g in opt.param_groups) else ""
+        message = (
+            f"expected add_param_group({{'params': [...]}}) to accept a new group{named}, found "
+            f"{type(exc).__name__}: {exc}"
+        )
         raise _fail(name, subject, message) from exc
     added = opt.param_groups[-1]
     missing = [key for key in opt.defaults if key not in added]
@@ -322,6 +324,118 @@ def check_add_param_group(optimizer: Any, optimizer_kwargs: Mapping[str, Any] | 
         message = "expected the params of the original groups to keep moving after add_param_group, found none moved"
         raise _fail(name, subject, message)
     return f"{len(opt.param_groups)} groups, added group moved"
+
+
+def _state_snapshot(opt: torch.optim.Optimizer) -> list[tuple[str, torch.Tensor]]:
+    found = []
+    for index, (_, state) in enumerate(opt.state.items()):
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                found.append((f"state[{index}][{key!r}]", value.detach().clone()))
+    return found
+
+
+def _non_finite_state(opt: torch.optim.Optimizer) -> list[str]:
+    return [label for label, value in _state_snapshot(opt)
+            if value.is_floating_point() and not bool(torch.isfinite(value).all())]
+
+
+@runs_single_threaded
+def check_nonfinite_gradient(optimizer: Any, optimizer_kwargs: Mapping[str, Any] | None = None) -> str:
+    """A step whose gradients hold NaN / Inf follows the zoo-wide policy: it changes no parameter and no state, and
+    says so (``NonFiniteGradientWarning``, policy ``"skip"``) or raises ``NonFiniteGradientError`` (``"raise"``); the
+    next finite step trains as usual. A NaN must never silently poison state and freeze a weight."""
+    import warnings
+
+    from swift_zoo._errors import NonFiniteGradientError
+
+    name = "check_nonfinite_gradient"
+    subject = optimizer_subject(optimizer, optimizer_kwargs)
+    task = _LMTask()
+    opt = _build(name, subject, task.model)
+    for _ in range(2):
+        _step(name, subject, opt, task.loss)
+    opt.zero_grad(set_to_none=True)
+    task.loss().backward()
+    with_grad = [(n, p) for n, p in task.model.named_parameters() if p.grad is not None]
+    poisoned = [with_grad[0][0], with_grad[-1][0]]
+    with torch.no_grad():
+        with_grad[0][1].grad.view(-1)[0] = float("nan")
+        with_grad[-1][1].grad.view(-1)[-1] = float("inf")
+    params_before, state_before = _snapshot(task.model), _state_snapshot(opt)
+    raised = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            opt.step()
+        except NonFiniteGradientError as exc:
+            raised = exc
+        except Exception as exc:
+            message = (
+                f"expected a step with a NaN gradient in {poisoned[0]!r} (and Inf in {poisoned[1]!r}) to be skipped or "
+                f"to raise swift_zoo.NonFiniteGradientError, found {type(exc).__name__}: {exc}"
+            )
+            raise _fail(name, subject, message) from exc
+    moved = _moved(task.model, params_before)
+    changed = [label for (label, before), (_, after) in zip(state_before, _state_snapshot(opt))
+               if not torch.equal(before, after)]
+    if moved or changed or len(_state_snapshot(opt)) != len(state_before):
+        what = ", ".join((moved + changed)[:4]) or "the state's entries"
+        message = (
+            f"expected a step with a NaN gradient in {poisoned[0]!r} (and Inf in {poisoned[1]!r}) to change no parameter "
+            f"and no state (the zoo-wide policy: skip the step, or raise NonFiniteGradientError), found {what} changed"
+        )
+        raise _fail(name, subject, message)
+    if raised is None and not caught:
+        message = (
+            "expected a skipped non-finite step to say so (a warning such as NonFiniteGradientWarning, or "
+            "NonFiniteGradientError under the 'raise' policy), found it skipped silently"
+        )
+        raise _fail(name, subject, message)
+    params_before = _snapshot(task.model)
+    _step(name, subject, opt, task.loss)
+    bad_state = _non_finite_state(opt)
+    bad_params = [n for n, p in task.model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad_state or bad_params:
+        message = f"expected finite parameters and state after the next finite step, found non-finite {(bad_params + bad_state)[:4]}"
+        raise _fail(name, subject, message)
+    if not _moved(task.model, params_before):
+        message = "expected the next finite step to move the parameters again, found none moved"
+        raise _fail(name, subject, message)
+    return "raised NonFiniteGradientError" if raised is not None else f"skipped with a warning: {type(caught[0].message).__name__}"
+
+
+@runs_single_threaded
+def check_foreign_state_refused(optimizer: Any, optimizer_kwargs: Mapping[str, Any] | None = None) -> str:
+    """``load_state_dict`` of another optimizer kind's state (torch SGD with momentum, on the same groups) fails at
+    load with an error, instead of adopting its hyperparameters silently or crashing at the next step."""
+    name = "check_foreign_state_refused"
+    subject = optimizer_subject(optimizer, optimizer_kwargs)
+    task = _LMTask()
+    opt = _build(name, subject, task.model)
+    groups = [{k: v for k, v in g.items() if k not in ("zoo_optimizer",)} for g in opt.param_groups]
+    foreign = torch.optim.SGD([{"params": g["params"], "lr": 0.1} for g in groups], lr=0.1, momentum=0.9)
+    foreign.zero_grad(set_to_none=True)
+    task.loss().backward()
+    foreign.step()
+    state = foreign.state_dict()
+    try:
+        opt.load_state_dict(state)
+    except Exception as exc:
+        return f"refused at load: {type(exc).__name__}"
+    try:
+        _step(name, subject, opt, task.loss)
+    except ConformanceError as exc:
+        message = (
+            "expected load_state_dict of a torch.optim.SGD state dict to fail at load with a clear error, found it "
+            f"accepted, then the next step failed ({exc.detail[:200]})"
+        )
+        raise _fail(name, subject, message) from exc
+    message = (
+        "expected load_state_dict of a torch.optim.SGD state dict to fail at load with a clear error, found it "
+        f"accepted silently (groups now: {sorted(k for k in opt.param_groups[0] if k != 'params')[:8]}...)"
+    )
+    raise _fail(name, subject, message)
 
 
 @runs_single_threaded
@@ -559,4 +673,6 @@ OPTIMIZER_CHECKS: tuple[Callable[..., str], ...] = (
     check_bf16_params,
     check_state_dict_resume,
     check_state_bytes,
+    check_nonfinite_gradient,
+    check_foreign_state_refused,
 )

@@ -31,3 +31,7 @@ WHOLE_MATRIX = DistributedCapability(
     zero3=Support("refused", _WHOLE_MATRIX_ONLY),
     fsdp1_flat=Support("refused", _WHOLE_MATRIX_ONLY),
 )
+
+#: Adafactor and Adam-mini: whole-matrix statistics (row/column or block means) -- for now the same record
+ADAFACTOR = WHOLE_MATRIX
+ADAM_MINI = WHOLE_MATRIX

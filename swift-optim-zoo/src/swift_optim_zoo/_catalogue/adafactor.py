@@ -1,6 +1,6 @@
 """Adafactor: factored second-moment estimates."""
 
-from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX
+from swift_optim_zoo._catalogue._distributed import ADAFACTOR
 from swift_zoo import OptimizerSpec
 
 OPTIMIZERS = [
@@ -14,6 +14,6 @@ OPTIMIZERS = [
             "+ numel float32 with beta1"
         ),
         roles=("all",),
-        distributed=WHOLE_MATRIX,
+        distributed=ADAFACTOR,
     ),
 ]

@@ -1,6 +1,6 @@
 """Adam-mini: one second-moment value per block."""
 
-from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX
+from swift_optim_zoo._catalogue._distributed import ADAM_MINI
 from swift_zoo import OptimizerSpec
 
 OPTIMIZERS = [
@@ -13,6 +13,6 @@ OPTIMIZERS = [
         state_bytes="1 word (exp_avg, parameter dtype) + 1 word per block + 4-byte step",
         roles=("all",),
         needs_model=True,
-        distributed=WHOLE_MATRIX,
+        distributed=ADAM_MINI,
     ),
 ]

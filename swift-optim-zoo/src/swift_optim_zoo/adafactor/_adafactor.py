@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 
+from swift_optim_zoo._catalogue._distributed import ADAFACTOR
 from swift_optim_zoo._fused import check_fused
 from swift_optim_zoo.adafactor._fused_rule import fused_adafactor_step
 from swift_optim_zoo.adafactor._rule import adafactor_state_elements, adafactor_update, init_adafactor_state, rms
-from swift_optim_zoo.galore._hybrid import check_range, compute_dtype
+from swift_optim_zoo.galore._hybrid import compute_dtype
 from swift_zoo import ConfigError
-from swift_zoo.optim import PreserveStateDtypes
+from swift_zoo.optim import ZooOptimizer, require_in_range, require_non_negative, require_positive
 
 
-class Adafactor(PreserveStateDtypes, torch.optim.Optimizer):
+class Adafactor(ZooOptimizer):
     r"""Adafactor (Shazeer & Stern, ICML 2018, arXiv:1804.04235), as ``transformers.Adafactor`` computes it.
 
     Per parameter, with :math:`t` the step (from 1), :math:`\hat\beta_{2,t} = 1 - t^{c}`:
@@ -56,6 +57,7 @@ class Adafactor(PreserveStateDtypes, torch.optim.Optimizer):
     """
 
     name = "adafactor"
+    distributed = ADAFACTOR
 
     def __init__(
         self,
@@ -71,13 +73,13 @@ class Adafactor(PreserveStateDtypes, torch.optim.Optimizer):
         warmup_init: bool = False,
         fused: bool = False,
     ) -> None:
-        owner = self.name
+        owner = f"optimizer {self.name!r}"
         if relative_step is None:
             relative_step = lr is None
         if scale_parameter is None:
             scale_parameter = relative_step
         if lr is not None:
-            check_range(owner, "lr", lr, low=0.0)
+            require_non_negative(owner, "lr", lr)
             if relative_step:
                 message = f"{owner}: an explicit 'lr' ({lr}) cannot be combined with relative_step=True"
                 raise ConfigError(message, key="lr", expected="lr=None with relative_step=True", found=lr)
@@ -90,13 +92,13 @@ class Adafactor(PreserveStateDtypes, torch.optim.Optimizer):
         if not isinstance(eps, (tuple, list)) or len(eps) != 2:
             message = f"{owner}: 'eps' expects a pair (eps1, eps2), got {eps!r}"
             raise ConfigError(message, key="eps", expected="a pair (eps1, eps2)", found=eps)
-        check_range(owner, "eps[0]", eps[0], low=0.0)
-        check_range(owner, "eps[1]", eps[1], low=0.0)
-        check_range(owner, "clip_threshold", clip_threshold, low=0.0, low_open=True)
-        check_range(owner, "decay_rate", decay_rate, high=0.0, high_open=True)
+        require_non_negative(owner, "eps[0]", eps[0])
+        require_non_negative(owner, "eps[1]", eps[1])
+        require_positive(owner, "clip_threshold", clip_threshold)
+        require_in_range(owner, "decay_rate", decay_rate, -math.inf, 0.0, low_inclusive=False, high_inclusive=False)
         if beta1 is not None:
-            check_range(owner, "beta1", beta1, low=0.0, high=1.0, high_open=True)
-        check_range(owner, "weight_decay", weight_decay, low=0.0)
+            require_in_range(owner, "beta1", beta1, 0.0, 1.0, high_inclusive=False)
+        require_non_negative(owner, "weight_decay", weight_decay)
         check_fused(owner, fused)
         defaults = {
             "lr": lr, "eps": tuple(eps), "clip_threshold": clip_threshold, "decay_rate": decay_rate,
@@ -124,13 +126,7 @@ class Adafactor(PreserveStateDtypes, torch.optim.Optimizer):
         scale = max(group["eps"][1], param_rms) if group["scale_parameter"] else 1.0
         return scale * size
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """One update of every parameter that has a gradient."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def _step(self) -> None:
         for group in self.param_groups:
             for param in group["params"]:
                 if param.grad is None:
@@ -164,5 +160,4 @@ class Adafactor(PreserveStateDtypes, torch.optim.Optimizer):
                 work.sub_(update)
                 if not in_place:
                     param.copy_(work)
-        return loss
 

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
+from swift_optim_zoo._catalogue._distributed import ADAM_MINI
 from swift_optim_zoo._fused import FusedKernel, alias, check_fused
 from swift_optim_zoo.adam_mini.blocks import BlockLayout, block_layouts, layout_from_group, matrix_view
 from swift_zoo import ConfigError
-from swift_zoo.optim import group_role
+from swift_zoo.optim import ZooOptimizer, group_role, require_betas, require_int, require_non_negative
 from swift_zoo.params import NO_DECAY_ROLES, ParamRole
 
 
-def _require(ok: bool, key: str, expected: str, found: Any) -> None:
-    if not ok:
-        message = f"optimizer 'adam_mini': {key!r} must be {expected}, got {found!r}"
-        raise ConfigError(message, key=key, expected=expected, found=found)
-
-
-class AdamMini(torch.optim.Optimizer):
+class AdamMini(ZooOptimizer):
     r"""Adam-mini: Adam's first moment per coordinate, its second moment one scalar per block.
 
     For a block :math:`B` of parameter coordinates with gradient :math:`g`:
@@ -61,6 +55,7 @@ class AdamMini(torch.optim.Optimizer):
     """
 
     name = "adam_mini"
+    distributed = ADAM_MINI
     needs_model = True
 
     def __init__(
@@ -73,12 +68,13 @@ class AdamMini(torch.optim.Optimizer):
         num_heads: int | None = None,
         fused: bool = False,
     ) -> None:
-        _require(lr >= 0, "lr", "a float >= 0", lr)
-        _require(len(tuple(betas)) == 2 and all(0 <= b < 1 for b in betas), "betas", "two floats in [0, 1)", betas)
-        _require(eps >= 0, "eps", "a float >= 0", eps)
-        _require(weight_decay >= 0, "weight_decay", "a float >= 0", weight_decay)
-        _require(num_heads is None or (isinstance(num_heads, int) and num_heads > 0), "num_heads",
-                 "None or an int > 0", num_heads)
+        owner = f"optimizer {self.name!r}"
+        require_non_negative(owner, "lr", lr)
+        require_betas(owner, "betas", betas)
+        require_non_negative(owner, "eps", eps)
+        require_non_negative(owner, "weight_decay", weight_decay)
+        if num_heads is not None:
+            require_int(owner, "num_heads", num_heads, low=1, high=1 << 16)
         check_fused(self.name, fused)
         self.num_heads = num_heads
         defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay, "fused": fused}
@@ -116,17 +112,11 @@ class AdamMini(torch.optim.Optimizer):
         blocks = sum(n // b for n, b in group["block_rows"])
         return (param.numel() + blocks) * param.element_size() + 4
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def _step(self) -> None:
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
                     self._param_step(p, group)
-        return loss
 
     def _param_step(self, p: torch.Tensor, group: dict[str, Any]) -> None:
         if p.grad.is_sparse:

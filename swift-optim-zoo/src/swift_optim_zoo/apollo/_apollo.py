@@ -18,10 +18,10 @@ from swift_optim_zoo._projection import mix_seed, project, projection_side, rand
 from swift_optim_zoo.galore._hybrid import (
     LowRankHybrid,
     check_adam_hyperparameters,
-    check_choice,
-    check_range,
     row_and_column_scales,
 )
+from swift_optim_zoo.galore._projected import MAX_RANK, MAX_STEPS
+from swift_zoo.optim import require_bool, require_choice, require_in_range, require_int, require_positive
 
 
 class ApolloAdamW(LowRankHybrid):
@@ -93,14 +93,14 @@ class ApolloAdamW(LowRankHybrid):
         store_projection: bool = True,
         fused: bool = False,
     ) -> None:
-        owner = self.name
+        owner = f"optimizer {self.name!r}"
         check_adam_hyperparameters(owner, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
-        check_range(owner, "rank", rank, low=1)
-        check_range(owner, "update_proj_gap", update_proj_gap, low=1)
-        check_range(owner, "scale", scale, low=0.0, low_open=True)
-        check_choice(owner, "scale_type", scale_type, ("channel", "tensor"))
-        check_range(owner, "norm_growth_limit", norm_growth_limit, low=1.0)
-        check_choice(owner, "store_projection", store_projection, (True, False))
+        require_int(owner, "rank", rank, low=1, high=MAX_RANK)
+        require_int(owner, "update_proj_gap", update_proj_gap, low=1, high=MAX_STEPS)
+        require_positive(owner, "scale", scale)
+        require_choice(owner, "scale_type", scale_type, ("channel", "tensor"))
+        require_in_range(owner, "norm_growth_limit", norm_growth_limit, 1.0, math.inf)
+        require_bool(owner, "store_projection", store_projection)
         check_fused(owner, fused)
         defaults = {
             "lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay, "rank": rank,

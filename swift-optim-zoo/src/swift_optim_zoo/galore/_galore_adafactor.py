@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import torch
 
 from swift_optim_zoo.adafactor._rule import adafactor_state_elements, adafactor_update, init_adafactor_state
-from swift_optim_zoo.galore._hybrid import check_adam_hyperparameters, check_range
+from swift_optim_zoo.galore._hybrid import check_adam_hyperparameters
 from swift_optim_zoo.galore._projected import GaLoreBase, check_projection_kwargs
+from swift_zoo.optim import require_betas, require_in_range, require_non_negative, require_positive
 
 
 class GaLoreAdafactor(GaLoreBase):
@@ -62,16 +64,17 @@ class GaLoreAdafactor(GaLoreBase):
         decay_rate: float = -0.8,
         beta1: float | None = None,
     ) -> None:
-        owner = self.name
+        owner = f"optimizer {self.name!r}"
         check_adam_hyperparameters(owner, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
         check_projection_kwargs(owner, rank=rank, update_proj_gap=update_proj_gap, scale=scale,
                                 proj_method=proj_method, oversampling=oversampling,
                                 power_iterations=power_iterations)
-        check_range(owner, "adafactor_eps[0]", adafactor_eps[0], low=0.0)
-        check_range(owner, "clip_threshold", clip_threshold, low=0.0, low_open=True)
-        check_range(owner, "decay_rate", decay_rate, high=0.0, high_open=True)
+        for index, value in enumerate(require_betas(owner, "adafactor_eps", adafactor_eps, high_inclusive=True)):
+            require_non_negative(owner, f"adafactor_eps[{index}]", value)
+        require_positive(owner, "clip_threshold", clip_threshold)
+        require_in_range(owner, "decay_rate", decay_rate, -math.inf, 0.0, low_inclusive=False, high_inclusive=False)
         if beta1 is not None:
-            check_range(owner, "beta1", beta1, low=0.0, high=1.0, high_open=True)
+            require_in_range(owner, "beta1", beta1, 0.0, 1.0, high_inclusive=False)
         defaults = {
             "lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay, "rank": rank,
             "update_proj_gap": update_proj_gap, "scale": scale, "proj_method": proj_method,

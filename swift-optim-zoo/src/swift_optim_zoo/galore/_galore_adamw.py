@@ -86,7 +86,7 @@ class GaLoreAdamW(GaLoreBase):
         seed: int = 0,
         galore_torch_compat: bool = False,
     ) -> None:
-        owner = self.name
+        owner = f"optimizer {self.name!r}"
         check_adam_hyperparameters(owner, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
         check_projection_kwargs(owner, rank=rank, update_proj_gap=update_proj_gap, scale=scale,
                                 proj_method=proj_method, oversampling=oversampling,
@@ -95,7 +95,7 @@ class GaLoreAdamW(GaLoreBase):
             "lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay, "rank": rank,
             "update_proj_gap": update_proj_gap, "scale": scale, "proj_method": proj_method,
             "oversampling": oversampling, "power_iterations": power_iterations, "seed": seed,
-            "galore_torch_compat": require_bool(f"optimizer {owner!r}", "galore_torch_compat", galore_torch_compat),
+            "galore_torch_compat": require_bool(owner, "galore_torch_compat", galore_torch_compat),
         }
         super().__init__(params, defaults)
 

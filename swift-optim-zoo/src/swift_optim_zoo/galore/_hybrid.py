@@ -12,16 +12,16 @@ parameter's dtype; the parameter itself is updated in its own dtype.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
 
 from swift_optim_zoo import _native
+from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX
 from swift_optim_zoo._inner_adamw import adamw_state_bytes, inner_adamw_step
 from swift_optim_zoo._projection import matrix_view_shape
-from swift_zoo import ConfigError
-from swift_zoo.optim import PreserveStateDtypes, group_role
+from swift_zoo.optim import ZooOptimizer, group_role, require_betas, require_non_negative
 from swift_zoo.params import ParamRole
 
 
@@ -30,43 +30,12 @@ def compute_dtype(param: torch.Tensor) -> torch.dtype:
     return torch.float64 if param.dtype == torch.float64 else torch.float32
 
 
-def check_range(owner: str, key: str, value: Any, *, low: float | None = None, high: float | None = None,
-                low_open: bool = False, high_open: bool = False) -> None:
-    """Raise :class:`ConfigError` unless ``low (<|<=) value (<|<=) high``."""
-    bad = not isinstance(value, (int, float)) or isinstance(value, bool)
-    if not bad and low is not None:
-        bad = value <= low if low_open else value < low
-    if not bad and high is not None:
-        bad = value >= high if high_open else value > high
-    if bad:
-        left = "" if low is None else f"{low} {'<' if low_open else '<='} "
-        right = "" if high is None else f" {'<' if high_open else '<='} {high}"
-        expected = f"a number with {left}{key}{right}"
-        message = f"{owner}: {key!r} expects {expected}, got {value!r}"
-        raise ConfigError(message, key=key, expected=expected, found=value)
-
-
-def check_betas(owner: str, key: str, betas: Any) -> None:
-    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        message = f"{owner}: {key!r} expects a pair (beta1, beta2), got {betas!r}"
-        raise ConfigError(message, key=key, expected="a pair (beta1, beta2)", found=betas)
-    for index, beta in enumerate(betas):
-        check_range(owner, f"{key}[{index}]", beta, low=0.0, high=1.0, high_open=True)
-
-
 def check_adam_hyperparameters(owner: str, *, lr: Any, betas: Any, eps: Any, weight_decay: Any) -> None:
-    """The hyperparameters every Adam-family update shares: lr, eps, weight_decay >= 0 and betas in [0, 1)."""
-    check_range(owner, "lr", lr, low=0.0)
-    check_betas(owner, "betas", betas)
-    check_range(owner, "eps", eps, low=0.0)
-    check_range(owner, "weight_decay", weight_decay, low=0.0)
-
-
-def check_choice(owner: str, key: str, value: Any, choices: tuple[Any, ...]) -> None:
-    if value not in choices:
-        expected = "one of " + ", ".join(repr(c) for c in choices)
-        message = f"{owner}: {key!r} expects {expected}, got {value!r}"
-        raise ConfigError(message, key=key, expected=expected, found=value)
+    """The hyperparameters every Adam-family update shares: finite lr, eps, weight_decay >= 0 and betas in [0, 1)."""
+    require_non_negative(owner, "lr", lr)
+    require_betas(owner, "betas", betas)
+    require_non_negative(owner, "eps", eps)
+    require_non_negative(owner, "weight_decay", weight_decay)
 
 
 def row_and_column_scales(grad: torch.Tensor, factor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,7 +49,7 @@ def row_and_column_scales(grad: torch.Tensor, factor: torch.Tensor) -> tuple[tor
     return grad.new_ones(rows), factor.reshape(cols)
 
 
-class LowRankHybrid(PreserveStateDtypes, torch.optim.Optimizer):
+class LowRankHybrid(ZooOptimizer):
     """Base of the low-rank optimizers: routing, the inner AdamW, state accounting and loading.
 
     Subclasses implement :meth:`_low_rank_step` (one update of one routed parameter, 2-D view)
@@ -88,6 +57,7 @@ class LowRankHybrid(PreserveStateDtypes, torch.optim.Optimizer):
     """
 
     name: ClassVar[str] = ""
+    distributed = WHOLE_MATRIX
 
     # --------------------------------------------------------------------- routing
     def _routes_low_rank(self, param: torch.Tensor, group: Mapping[str, Any]) -> bool:
@@ -114,13 +84,8 @@ class LowRankHybrid(PreserveStateDtypes, torch.optim.Optimizer):
         itemsize = torch.empty((), dtype=compute_dtype(param)).element_size()
         return self._low_rank_state_bytes(rows, cols, int(group["rank"]), itemsize, group)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+    def _step(self) -> None:
         """One update of every parameter that has a gradient."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
         index = 0
         for group in self.param_groups:
             others = []
@@ -138,7 +103,6 @@ class LowRankHybrid(PreserveStateDtypes, torch.optim.Optimizer):
                 grad = param.grad.reshape(rows, cols).to(compute_dtype(param))
                 self._low_rank_step(param, grad, self.state[param], group, index)
             self._full_rank_step(others, group)
-        return loss
 
     def _full_rank_step(self, params: list[torch.Tensor], group: dict[str, Any]) -> None:
         """The parameters the method does not act on: torch's AdamW with the group's hyperparameters."""

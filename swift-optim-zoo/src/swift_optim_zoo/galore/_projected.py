@@ -14,19 +14,23 @@ from swift_optim_zoo._projection import (
     raw_svd_basis,
     subspace_basis,
 )
-from swift_optim_zoo.galore._hybrid import LowRankHybrid, check_choice, check_range
+from swift_optim_zoo.galore._hybrid import LowRankHybrid
+from swift_zoo.optim import require_choice, require_int, require_positive
 
 PROJ_METHODS = ("randomized", "svd")
+MAX_RANK = 1 << 16  # a projection rank (or oversampling) past 65536 is a typo, not a low-rank method
+MAX_STEPS = 10**9
+MAX_POWER_ITERATIONS = 64  # each is two matmuls with the whole gradient; 1-2 are the useful range
 
 
 def check_projection_kwargs(owner: str, *, rank: int, update_proj_gap: int, scale: float, proj_method: str,
                             oversampling: int, power_iterations: int) -> None:
-    check_range(owner, "rank", rank, low=1)
-    check_range(owner, "update_proj_gap", update_proj_gap, low=1)
-    check_range(owner, "scale", scale, low=0.0, low_open=True)
-    check_choice(owner, "proj_method", proj_method, PROJ_METHODS)
-    check_range(owner, "oversampling", oversampling, low=0)
-    check_range(owner, "power_iterations", power_iterations, low=0)
+    require_int(owner, "rank", rank, low=1, high=MAX_RANK)
+    require_int(owner, "update_proj_gap", update_proj_gap, low=1, high=MAX_STEPS)
+    require_positive(owner, "scale", scale)
+    require_choice(owner, "proj_method", proj_method, PROJ_METHODS)
+    require_int(owner, "oversampling", oversampling, low=0, high=MAX_RANK)
+    require_int(owner, "power_iterations", power_iterations, low=0, high=MAX_POWER_ITERATIONS)
 
 
 class GaLoreBase(LowRankHybrid):

@@ -9,9 +9,10 @@ import torch
 
 from swift_optim_zoo._projection import dequantize_groups, quantize_groups, quantized_nbytes
 from swift_optim_zoo.galore._galore_adamw import GaLoreAdamW
-from swift_optim_zoo.galore._hybrid import check_choice, check_range
 from swift_zoo import ConfigError
+from swift_zoo.optim import require_choice, require_in_range, require_int
 
+MAX_GROUP_SIZE = 1 << 20  # codes per quantisation group; a larger group than the basis itself buys nothing
 
 class QGaLoreAdamW(GaLoreAdamW):
     r"""GaLore-AdamW with an int8/int4 projector and a per-layer refresh interval (Zhang et al., arXiv:2407.08296).
@@ -68,15 +69,16 @@ class QGaLoreAdamW(GaLoreAdamW):
         gamma_proj: int = 2,
         queue_size: int = 5,
     ) -> None:
-        owner = self.name
-        check_choice(owner, "proj_bits", proj_bits, (4, 8))
-        if not isinstance(proj_group_size, int) or proj_group_size < 2 or proj_group_size % 2:
+        owner = f"optimizer {self.name!r}"
+        require_choice(owner, "proj_bits", proj_bits, (4, 8))
+        require_int(owner, "proj_group_size", proj_group_size, low=2, high=MAX_GROUP_SIZE)
+        if proj_group_size % 2:
             expected = "an even int >= 2 (int4 codes are packed in pairs)"
             message = f"{owner}: 'proj_group_size' expects {expected}, got {proj_group_size!r}"
             raise ConfigError(message, key="proj_group_size", expected=expected, found=proj_group_size)
-        check_range(owner, "cos_threshold", cos_threshold, low=-1.0, high=1.0)
-        check_range(owner, "gamma_proj", gamma_proj, low=1)
-        check_range(owner, "queue_size", queue_size, low=1)
+        require_in_range(owner, "cos_threshold", cos_threshold, -1.0, 1.0)
+        require_int(owner, "gamma_proj", gamma_proj, low=1, high=1 << 20)
+        require_int(owner, "queue_size", queue_size, low=1, high=1 << 10)
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, rank=rank,
                          update_proj_gap=update_proj_gap, scale=scale, proj_method=proj_method,
                          oversampling=oversampling, power_iterations=power_iterations, seed=seed)

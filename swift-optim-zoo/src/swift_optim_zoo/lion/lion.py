@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from swift_optim_zoo._catalogue._distributed import ELEMENT_WISE
 from swift_optim_zoo._fused import FusedKernel, alias, can_alias, check_fused
-from swift_zoo import ConfigError
+from swift_zoo.optim import ZooOptimizer, require_betas, require_non_negative
 
 
-def _require(ok: bool, key: str, expected: str, found: Any) -> None:
-    if not ok:
-        message = f"optimizer 'lion': {key!r} must be {expected}, got {found!r}"
-        raise ConfigError(message, key=key, expected=expected, found=found)
-
-
-class Lion(torch.optim.Optimizer):
+class Lion(ZooOptimizer):
     r"""Lion: the sign of an interpolation of momentum and gradient, one state tensor.
 
     .. math::
@@ -46,6 +40,8 @@ class Lion(torch.optim.Optimizer):
     """
 
     name = "lion"
+    distributed = ELEMENT_WISE
+    elementwise = True
 
     def __init__(
         self,
@@ -56,9 +52,10 @@ class Lion(torch.optim.Optimizer):
         foreach: bool | None = None,
         fused: bool = False,
     ) -> None:
-        _require(lr >= 0, "lr", "a float >= 0", lr)
-        _require(len(tuple(betas)) == 2 and all(0 <= b <= 1 for b in betas), "betas", "two floats in [0, 1]", betas)
-        _require(weight_decay >= 0, "weight_decay", "a float >= 0", weight_decay)
+        owner = f"optimizer {self.name!r}"
+        require_non_negative(owner, "lr", lr)
+        require_betas(owner, "betas", betas, high_inclusive=True)
+        require_non_negative(owner, "weight_decay", weight_decay)
         check_fused(self.name, fused)
         defaults = {"lr": lr, "betas": tuple(betas), "weight_decay": weight_decay, "foreach": foreach, "fused": fused}
         super().__init__(params, defaults)
@@ -72,12 +69,7 @@ class Lion(torch.optim.Optimizer):
         """One momentum tensor in the parameter's dtype."""
         return param.numel() * param.element_size()
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def _step(self) -> None:
         for group in self.param_groups:
             params, grads, exp_avgs = [], [], []
             for p in group["params"]:
@@ -105,7 +97,6 @@ class Lion(torch.optim.Optimizer):
             step_fn = _foreach_lion if foreach else _single_tensor_lion
             step_fn(params, grads, exp_avgs, lr=group["lr"], beta1=beta1, beta2=beta2,
                     weight_decay=group["weight_decay"])
-        return loss
 
 
 def _single_tensor_lion(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs: list[torch.Tensor], *,

@@ -8,15 +8,11 @@ from torch import nn
 
 from swift_optim_zoo.adamw import AdamW
 from swift_zoo import ConfigError
+from swift_zoo.optim import require_betas, require_non_negative, require_positive
 from swift_zoo.params import build_param_groups
 
 _B_MODULE_ATTRS = ("lora_B", "lora_embedding_B")
 
-
-def _require(ok: bool, key: str, expected: str, found: Any) -> None:
-    if not ok:
-        message = f"optimizer 'lora_plus': {key!r} must be {expected}, got {found!r}"
-        raise ConfigError(message, key=key, expected=expected, found=found)
 
 
 def lora_b_parameter_ids(model: nn.Module) -> set[int]:
@@ -85,9 +81,12 @@ class LoraPlusAdamW(AdamW):
         amsgrad: bool = False,
         fused: bool | None = None,
     ) -> None:
-        _require(lr >= 0, "lr", "a float >= 0", lr)
-        _require(loraplus_lr_ratio > 0, "loraplus_lr_ratio", "a float > 0", loraplus_lr_ratio)
-        _require(weight_decay >= 0, "weight_decay", "a float >= 0", weight_decay)
+        owner = f"optimizer {self.name!r}"
+        require_non_negative(owner, "lr", lr)
+        require_positive(owner, "loraplus_lr_ratio", loraplus_lr_ratio)
+        require_betas(owner, "betas", betas)
+        require_non_negative(owner, "eps", eps)
+        require_non_negative(owner, "weight_decay", weight_decay)
         self.loraplus_lr_ratio = loraplus_lr_ratio
         if isinstance(model_or_params, nn.Module):
             groups = _split_b_groups(model_or_params, lr, weight_decay, loraplus_lr_ratio)

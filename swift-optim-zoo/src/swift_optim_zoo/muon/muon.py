@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
 
+from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX
 from swift_optim_zoo._inner_adamw import adamw_state_bytes, inner_adamw_step
 from swift_optim_zoo.muon.newton_schulz import KELLER_COEFFICIENTS, newton_schulz_orthogonalize
 from swift_zoo import ConfigError
-from swift_zoo.optim import group_role
+from swift_zoo.optim import (
+    ZooOptimizer,
+    group_role,
+    require_betas,
+    require_choice,
+    require_finite,
+    require_in_range,
+    require_int,
+    require_non_negative,
+)
 from swift_zoo.params import MATRIX_ROLES, NO_DECAY_ROLES, ParamRole
 
 _NS_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
 _ADAMW_KEYS = ("adamw_lr", "adamw_betas", "adamw_eps", "adamw_wd")
+MAX_NS_STEPS = 100  # each step is three matmuls with the whole matrix; 5 is the published setting
 
-
-def _require(ok: bool, key: str, expected: str, found: Any) -> None:
-    if not ok:
-        message = f"optimizer 'muon': {key!r} must be {expected}, got {found!r}"
-        raise ConfigError(message, key=key, expected=expected, found=found)
 
 
 def lr_scale(shape: tuple[int, int], adjust_lr_fn: str) -> float:
@@ -50,7 +55,7 @@ def matrix_view(tensor: torch.Tensor, *, per_expert: bool) -> torch.Tensor:
     return tensor.reshape(tensor.size(0), -1)
 
 
-class Muon(torch.optim.Optimizer):
+class Muon(ZooOptimizer):
     r"""Muon: SGD momentum, orthogonalised by a Newton–Schulz iteration, on hidden matrices only.
 
     For a hidden matrix :math:`W` (role ``hidden_matrix`` or ``expert_stack``) with gradient :math:`G_t`:
@@ -111,6 +116,7 @@ class Muon(torch.optim.Optimizer):
     """
 
     name = "muon"
+    distributed = WHOLE_MATRIX
 
     def __init__(
         self,
@@ -129,20 +135,23 @@ class Muon(torch.optim.Optimizer):
         adamw_eps: float = 1e-10,
         adamw_wd: float = 0.0,
     ) -> None:
-        _require(lr >= 0, "lr", "a float >= 0", lr)
-        _require(0 <= momentum < 1, "momentum", "a float in [0, 1)", momentum)
-        _require(weight_decay >= 0, "weight_decay", "a float >= 0", weight_decay)
-        _require(isinstance(ns_steps, int) and ns_steps >= 1, "ns_steps", "an int >= 1", ns_steps)
-        _require(len(tuple(ns_coefficients)) == 3, "ns_coefficients", "3 floats (a, b, c)", ns_coefficients)
-        _require(eps >= 0, "eps", "a float >= 0", eps)
-        _require(adjust_lr_fn in ("original", "match_rms_adamw"), "adjust_lr_fn",
-                 "one of 'original', 'match_rms_adamw'", adjust_lr_fn)
-        _require(ns_dtype in _NS_DTYPES, "ns_dtype", "one of " + ", ".join(map(repr, _NS_DTYPES)), ns_dtype)
-        _require(adamw_lr >= 0, "adamw_lr", "a float >= 0", adamw_lr)
-        _require(len(tuple(adamw_betas)) == 2 and all(0 <= b < 1 for b in adamw_betas), "adamw_betas",
-                 "two floats in [0, 1)", adamw_betas)
-        _require(adamw_eps >= 0, "adamw_eps", "a float >= 0", adamw_eps)
-        _require(adamw_wd >= 0, "adamw_wd", "a float >= 0", adamw_wd)
+        owner = f"optimizer {self.name!r}"
+        require_non_negative(owner, "lr", lr)
+        require_in_range(owner, "momentum", momentum, 0.0, 1.0, high_inclusive=False)
+        require_non_negative(owner, "weight_decay", weight_decay)
+        require_int(owner, "ns_steps", ns_steps, low=1, high=MAX_NS_STEPS)
+        if isinstance(ns_coefficients, (str, bytes)) or len(tuple(ns_coefficients)) != 3:
+            message = f"{owner}: ns_coefficients must be 3 finite numbers (a, b, c), got {ns_coefficients!r}"
+            raise ConfigError(message, key="ns_coefficients", expected="3 finite numbers", found=ns_coefficients)
+        for index, value in enumerate(ns_coefficients):
+            require_finite(owner, f"ns_coefficients[{index}]", value)
+        require_non_negative(owner, "eps", eps)
+        require_choice(owner, "adjust_lr_fn", adjust_lr_fn, ("original", "match_rms_adamw"))
+        require_choice(owner, "ns_dtype", ns_dtype, tuple(_NS_DTYPES))
+        require_non_negative(owner, "adamw_lr", adamw_lr)
+        require_betas(owner, "adamw_betas", adamw_betas)
+        require_non_negative(owner, "adamw_eps", adamw_eps)
+        require_non_negative(owner, "adamw_wd", adamw_wd)
         defaults = {
             "lr": lr, "momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay,
             "ns_steps": ns_steps, "ns_coefficients": tuple(ns_coefficients), "eps": eps,
@@ -199,18 +208,12 @@ class Muon(torch.optim.Optimizer):
         return adamw_state_bytes(param)
 
     # -------------------------------------------------------------------- step
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def _step(self) -> None:
         for group in self.param_groups:
             if group["use_muon"]:
                 self._muon_group_step(group)
             else:
                 inner_adamw_step(self, group["params"], group)
-        return loss
 
     def _muon_group_step(self, group: dict[str, Any]) -> None:
         params, grads, buffers = [], [], []

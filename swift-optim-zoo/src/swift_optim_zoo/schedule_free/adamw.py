@@ -8,19 +8,23 @@ from typing import Any, Literal
 
 import torch
 
+from swift_optim_zoo._catalogue._distributed import ELEMENT_WISE
 from swift_optim_zoo._fused import FusedKernel, alias, can_alias, check_fused
-from swift_zoo import ConfigError, OptimizerModeError
+from swift_zoo import OptimizerModeError
+from swift_zoo.optim import (
+    ZooOptimizer,
+    require_betas,
+    require_choice,
+    require_finite,
+    require_in_range,
+    require_int,
+    require_non_negative,
+)
 
 BIAS_CORRECTIONS = ("denominator", "step_size")
 
 
-def _require(ok: bool, key: str, expected: str, found: Any) -> None:
-    if not ok:
-        message = f"optimizer 'schedule_free_adamw': {key!r} must be {expected}, got {found!r}"
-        raise ConfigError(message, key=key, expected=expected, found=found)
-
-
-class ScheduleFreeAdamW(torch.optim.Optimizer):
+class ScheduleFreeAdamW(ZooOptimizer):
     r"""Schedule-Free AdamW: interpolation plus averaging in place of a decaying LR schedule.
 
     Three sequences: the base iterate :math:`z`, the average :math:`x` (what you evaluate) and the
@@ -68,6 +72,8 @@ class ScheduleFreeAdamW(torch.optim.Optimizer):
     """
 
     name = "schedule_free_adamw"
+    distributed = ELEMENT_WISE
+    elementwise = True
     hooks = ("train", "eval")
 
     def __init__(
@@ -84,15 +90,17 @@ class ScheduleFreeAdamW(torch.optim.Optimizer):
         fused: bool = False,
         bias_correction: Literal["denominator", "step_size"] = "denominator",
     ) -> None:
-        _require(lr >= 0, "lr", "a float >= 0", lr)
-        _require(len(tuple(betas)) == 2 and 0 < betas[0] < 1 and 0 <= betas[1] < 1, "betas",
-                 "(beta1 in (0, 1), beta2 in [0, 1))", betas)
-        _require(eps >= 0, "eps", "a float >= 0", eps)
-        _require(weight_decay >= 0, "weight_decay", "a float >= 0", weight_decay)
-        _require(isinstance(warmup_steps, int) and warmup_steps >= 0, "warmup_steps", "an int >= 0", warmup_steps)
+        owner = f"optimizer {self.name!r}"
+        require_non_negative(owner, "lr", lr)
+        beta1, _ = require_betas(owner, "betas", betas)
+        require_in_range(owner, "betas[0]", beta1, 0.0, 1.0, low_inclusive=False, high_inclusive=False)
+        require_non_negative(owner, "eps", eps)
+        require_non_negative(owner, "weight_decay", weight_decay)
+        require_int(owner, "warmup_steps", warmup_steps, low=0, high=10**9)
+        require_finite(owner, "r", r)
+        require_in_range(owner, "weight_lr_power", weight_lr_power, 0.0, 100.0)
         check_fused(self.name, fused)
-        _require(bias_correction in BIAS_CORRECTIONS, "bias_correction",
-                 "one of " + ", ".join(map(repr, BIAS_CORRECTIONS)), bias_correction)
+        require_choice(owner, "bias_correction", bias_correction, BIAS_CORRECTIONS)
         defaults = {
             "lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
             "warmup_steps": warmup_steps, "r": r, "weight_lr_power": weight_lr_power,
@@ -132,8 +140,8 @@ class ScheduleFreeAdamW(torch.optim.Optimizer):
             torch._foreach_lerp_(params, [self.state[p]["z"] for p in params], weight)
 
     # -------------------------------------------------------------------- step
-    @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One update (see :class:`~swift_zoo.optim.ZooOptimizer`); refused in eval mode."""
         for group in self.param_groups:
             if not group["train_mode"]:
                 message = (
@@ -142,13 +150,11 @@ class ScheduleFreeAdamW(torch.optim.Optimizer):
                     "or saving)."
                 )
                 raise OptimizerModeError(message)
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        return super().step(closure)
+
+    def _step(self) -> None:
         for group in self.param_groups:
             self._group_step(group)
-        return loss
 
     def _group_step(self, group: dict[str, Any]) -> None:
         beta1, beta2 = group["betas"]

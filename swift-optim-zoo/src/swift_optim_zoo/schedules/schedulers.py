@@ -20,6 +20,7 @@ from swift_optim_zoo.schedules.factors import (
     wsd_factor,
 )
 from swift_zoo import ConfigError
+from swift_zoo.optim import require_choice, require_in_range, require_int, require_positive
 
 
 def _require(schedule: str, ok: bool, key: str, expected: str, found: Any) -> None:
@@ -29,14 +30,13 @@ def _require(schedule: str, ok: bool, key: str, expected: str, found: Any) -> No
 
 
 def _check_steps(schedule: str, num_training_steps: int, warmup_steps: int) -> None:
-    _require(schedule, isinstance(num_training_steps, int) and num_training_steps >= 1, "num_training_steps",
-             "an int >= 1", num_training_steps)
-    _require(schedule, isinstance(warmup_steps, int) and 0 <= warmup_steps <= num_training_steps, "warmup_steps",
-             f"an int in [0, num_training_steps={num_training_steps}]", warmup_steps)
+    owner = f"scheduler {schedule!r}"
+    require_int(owner, "num_training_steps", num_training_steps, low=1, high=10**12)
+    require_int(owner, "warmup_steps", warmup_steps, low=0, high=num_training_steps)
 
 
 def _check_ratio(schedule: str, min_lr_ratio: float) -> None:
-    _require(schedule, 0.0 <= min_lr_ratio <= 1.0, "min_lr_ratio", "a float in [0, 1]", min_lr_ratio)
+    require_in_range(f"scheduler {schedule!r}", "min_lr_ratio", min_lr_ratio, 0.0, 1.0)
 
 
 def constant_with_warmup_schedule(optimizer: Any, *, num_training_steps: int, warmup_steps: int = 0,
@@ -80,7 +80,7 @@ def cosine_schedule(optimizer: Any, *, num_training_steps: int, warmup_steps: in
     """
     _check_steps("cosine", num_training_steps, warmup_steps)
     _check_ratio("cosine", min_lr_ratio)
-    _require("cosine", num_cycles > 0, "num_cycles", "a float > 0", num_cycles)
+    require_positive("scheduler 'cosine'", "num_cycles", num_cycles)
     factor = functools.partial(cosine_factor, num_training_steps=num_training_steps, warmup_steps=warmup_steps,
                                min_lr_ratio=min_lr_ratio, num_cycles=num_cycles)
     return LambdaLR(optimizer, factor, last_epoch=last_epoch)
@@ -104,9 +104,8 @@ def wsd_schedule(optimizer: Any, *, num_training_steps: int, warmup_steps: int =
     """
     _check_steps("wsd", num_training_steps, warmup_steps)
     _check_ratio("wsd", min_lr_ratio)
-    _require("wsd", 0.0 <= decay_ratio <= 1.0, "decay_ratio", "a float in [0, 1]", decay_ratio)
-    _require("wsd", decay_shape in ("linear", "cosine", "1-sqrt"), "decay_shape",
-             "one of 'linear', 'cosine', '1-sqrt'", decay_shape)
+    require_in_range("scheduler 'wsd'", "decay_ratio", decay_ratio, 0.0, 1.0)
+    require_choice("scheduler 'wsd'", "decay_shape", decay_shape, ("linear", "cosine", "1-sqrt"))
     decay_steps = round(decay_ratio * num_training_steps)
     _require("wsd", warmup_steps + decay_steps <= num_training_steps, "decay_ratio",
              f"at most (num_training_steps - warmup_steps) / num_training_steps = "

@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX
 from swift_optim_zoo._inner_adamw import adamw_state_bytes, inner_adamw_step
 from swift_optim_zoo.soap.eigenbasis import accumulate_factors, initial_eigenbasis, project, refresh_eigenbasis
-from swift_zoo import ConfigError
-from swift_zoo.optim import PreserveStateDtypes
-
-
-def _require(ok: bool, key: str, expected: str, found: Any) -> None:
-    if not ok:
-        message = f"optimizer 'soap': {key!r} must be {expected}, got {found!r}"
-        raise ConfigError(message, key=key, expected=expected, found=found)
+from swift_zoo.optim import ZooOptimizer, require_betas, require_in_range, require_int, require_non_negative
 
 
 def _preconditioned(param: torch.Tensor, max_precond_dim: int) -> list[bool]:
     return [size <= max_precond_dim for size in param.shape]
 
 
-class SOAP(PreserveStateDtypes, torch.optim.Optimizer):
+class SOAP(ZooOptimizer):
     r"""SOAP: Adam run in the eigenbasis of Shampoo's preconditioner, refreshed every few steps.
 
     For a matrix parameter with gradient :math:`G` (>= 2-D tensors: every dimension of size
@@ -65,6 +58,7 @@ class SOAP(PreserveStateDtypes, torch.optim.Optimizer):
     """
 
     name = "soap"
+    distributed = WHOLE_MATRIX
 
     def __init__(
         self,
@@ -79,15 +73,14 @@ class SOAP(PreserveStateDtypes, torch.optim.Optimizer):
         normalize_grads: bool = False,
         correct_bias: bool = True,
     ) -> None:
-        _require(lr >= 0, "lr", "a float >= 0", lr)
-        _require(len(tuple(betas)) == 2 and all(0 <= b < 1 for b in betas), "betas", "two floats in [0, 1)", betas)
-        _require(shampoo_beta < 1, "shampoo_beta", "a float < 1 (negative: use betas[1])", shampoo_beta)
-        _require(eps >= 0, "eps", "a float >= 0", eps)
-        _require(weight_decay >= 0, "weight_decay", "a float >= 0", weight_decay)
-        _require(isinstance(precondition_frequency, int) and precondition_frequency >= 1,
-                 "precondition_frequency", "an int >= 1", precondition_frequency)
-        _require(isinstance(max_precond_dim, int) and max_precond_dim >= 1, "max_precond_dim", "an int >= 1",
-                 max_precond_dim)
+        owner = f"optimizer {self.name!r}"
+        require_non_negative(owner, "lr", lr)
+        require_betas(owner, "betas", betas)
+        require_in_range(owner, "shampoo_beta", shampoo_beta, -1.0, 1.0, high_inclusive=False)  # < 0: use betas[1]
+        require_non_negative(owner, "eps", eps)
+        require_non_negative(owner, "weight_decay", weight_decay)
+        require_int(owner, "precondition_frequency", precondition_frequency, low=1, high=10**9)
+        require_int(owner, "max_precond_dim", max_precond_dim, low=1, high=1 << 16)
         defaults = {
             "lr": lr, "betas": tuple(betas), "shampoo_beta": shampoo_beta, "eps": eps,
             "weight_decay": weight_decay, "precondition_frequency": precondition_frequency,
@@ -108,19 +101,13 @@ class SOAP(PreserveStateDtypes, torch.optim.Optimizer):
         return max(4, param.element_size()) * (2 * param.numel() + 2 * sides)
 
     # ------------------------------------------------------------------- step
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def _step(self) -> None:
         for group in self.param_groups:
             vectors = [p for p in group["params"] if p.grad is not None and p.dim() < 2]
             inner_adamw_step(self, vectors, group)
             for p in group["params"]:
                 if p.grad is not None and p.dim() >= 2:
                     self._matrix_step(p, group)
-        return loss
 
     def _matrix_step(self, p: torch.Tensor, group: dict[str, Any]) -> None:
         if p.grad.is_sparse:
