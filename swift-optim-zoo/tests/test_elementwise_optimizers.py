@@ -344,7 +344,7 @@ def test_registered_state_bytes_and_weights_only_resume(name: str) -> None:
     (AdEMAMix, {"betas": (0.9, 0.999)}, r"optimizer 'ademamix': betas must be 3 numbers in \[0, 1\)"),
     (LAMB, {"max_weight_norm": 0.0}, r"optimizer 'lamb': max_weight_norm must be > 0, got 0.0"),
     (SGD, {"nesterov": True, "momentum": 0.0}, r"optimizer 'sgd': nesterov=True needs momentum > 0 and dampening 0"),
-    (Prodigy, {"growth_rate": 0.5}, r"optimizer 'prodigy': growth_rate must be a number >= 1"),
+    (Prodigy, {"growth_rate": 0.5}, r"optimizer 'prodigy': growth_rate must be in \[1.0, 1e\+30\], got 0.5"),
     (MARS, {"lr": float("nan")}, r"optimizer 'mars': lr must be a finite number >= 0, got nan"),
     (CAME, {"eps": 1e-30}, r"optimizer 'came': eps must be 2 numbers \(eps1, eps2\), got 1e-30"),
     (Adan, {"fused": "yes"}, r"optimizer 'adan': 'fused' must be a bool, got 'yes'"),

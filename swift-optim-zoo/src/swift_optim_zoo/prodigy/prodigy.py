@@ -45,7 +45,7 @@ class Prodigy(ElementwiseOptimizer):
     Every param group shares :math:`d`; as the reference, groups may differ in ``lr`` only by setting it to 0.
 
     Defaults (the official's): ``lr=1.0, betas=(0.9, 0.999), beta3=None`` (:math:`\sqrt{\beta_2}`), ``eps=1e-8,
-    weight_decay=0`` (decoupled), ``d0=1e-6, d_coef=1, growth_rate=inf, use_bias_correction=False,
+    weight_decay=0`` (decoupled), ``d0=1e-6, d_coef=1, growth_rate=None`` (unbounded), ``use_bias_correction=False,
     safeguard_warmup=False``. State: ``exp_avg``, ``exp_avg_sq``, ``s``, ``p0`` (parameter dtype), ``step``; the
     shared :math:`d`, :math:`d_\text{max}`, :math:`r` and step count live in every param group.
 
@@ -62,12 +62,11 @@ class Prodigy(ElementwiseOptimizer):
 
     def __init__(self, params: Any, lr: float = 1.0, betas: tuple[float, float] = (0.9, 0.999),
                  beta3: float | None = None, eps: float = 1e-8, weight_decay: float = 0.0, d0: float = 1e-6,
-                 d_coef: float = 1.0, growth_rate: float = math.inf, use_bias_correction: bool = False,
+                 d_coef: float = 1.0, growth_rate: float | None = None, use_bias_correction: bool = False,
                  safeguard_warmup: bool = False) -> None:
         owner = f"optimizer {self.name!r}"
-        if not (isinstance(growth_rate, (int, float)) and not isinstance(growth_rate, bool) and growth_rate >= 1):
-            message = f"{owner}: growth_rate must be a number >= 1 (inf for no bound), got {growth_rate!r}"
-            raise ConfigError(message, key="growth_rate", expected="a number >= 1 or inf", found=growth_rate)
+        if growth_rate is not None:
+            require_in_range(owner, "growth_rate", growth_rate, 1.0, 1e30)
         defaults = {
             "lr": require_non_negative(owner, "lr", lr), "betas": require_betas(owner, "betas", betas),
             "beta3": None if beta3 is None else require_in_range(owner, "beta3", beta3, 0.0, 1.0,
@@ -75,7 +74,7 @@ class Prodigy(ElementwiseOptimizer):
             "eps": require_non_negative(owner, "eps", eps),
             "weight_decay": require_non_negative(owner, "weight_decay", weight_decay),
             "d0": require_positive(owner, "d0", d0), "d_coef": require_positive(owner, "d_coef", d_coef),
-            "growth_rate": float(growth_rate),
+            "growth_rate": growth_rate,
             "use_bias_correction": require_bool(owner, "use_bias_correction", use_bias_correction),
             "safeguard_warmup": require_bool(owner, "safeguard_warmup", safeguard_warmup),
             "d": d0, "d_max": d0, "d_numerator": 0.0, "k": 0,
@@ -151,7 +150,7 @@ class Prodigy(ElementwiseOptimizer):
             if d == d0:
                 d = max(d, d_hat)
             d_max = max(d_max, d_hat)
-            d = min(d_max, d * first["growth_rate"])
+            d = d_max if first["growth_rate"] is None else min(d_max, d * first["growth_rate"])
         for group in self.param_groups:
             group.update({"d": d, "d_max": d_max, "d_numerator": numerator, "k": k + 1})
         if denominator == 0:
