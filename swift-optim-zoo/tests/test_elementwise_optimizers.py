@@ -352,3 +352,49 @@ def test_registered_state_bytes_and_weights_only_resume(name: str) -> None:
 def test_bad_hyperparameters_are_refused_with_what_was_expected(cls, kwargs, message) -> None:
     with pytest.raises(swift_zoo.ConfigError, match=message):
         cls([nn.Parameter(torch.zeros(3, 3))], **kwargs)
+
+
+# ------------------------------------------------------------------ cautious adamw and lion
+def ref_cautious_adamw(w, grads, *, lr, b1, b2, eps, wd):
+    m, v = torch.zeros_like(w), torch.zeros_like(w)
+    for t, g in enumerate(grads, start=1):
+        w = w * (1 - lr * wd)
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        w = w - lr * cautious((m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + eps), g)
+    return w
+
+
+def ref_cautious_lion(w, grads, *, lr, b1, b2, wd):
+    m = torch.zeros_like(w)
+    for g in grads:
+        w = w * (1 - lr * wd) - lr * cautious(torch.sign(b1 * m + (1 - b1) * g), g)
+        m = b2 * m + (1 - b2) * g
+    return w
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_cautious_adamw_and_lion_match_float64_references(fused: bool) -> None:
+    from swift_optim_zoo.adamw import AdamW
+    from swift_optim_zoo.lion import Lion
+
+    weights, grads = _data(21)
+    got, opt = _run(AdamW, weights, grads, lr=0.05, betas=(0.8, 0.9), weight_decay=0.1, cautious=True, fused=fused)
+    assert set(opt.state[next(iter(opt.state))]) == {"step", "exp_avg", "exp_avg_sq"}  # torch's layout
+    for i, w in enumerate(weights):
+        expected = ref_cautious_adamw(w, [s[i] for s in grads], lr=0.05, b1=0.8, b2=0.9, eps=1e-8, wd=0.1)
+        torch.testing.assert_close(got[i], expected, rtol=1e-9, atol=1e-11)
+    got, _ = _run(Lion, weights, grads, lr=0.05, betas=(0.8, 0.9), weight_decay=0.1, cautious=True, fused=fused)
+    for i, w in enumerate(weights):
+        expected = ref_cautious_lion(w, [s[i] for s in grads], lr=0.05, b1=0.8, b2=0.9, wd=0.1)
+        torch.testing.assert_close(got[i], expected, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("name", ["adamw", "lion", "adopt", "ademamix", "mars", "lamb"])
+def test_cautious_option_passes_the_conformance_suite(name: str) -> None:
+    from swift_zoo.testing import check_optimizer
+
+    kwargs = {"lr": 1e-2, "cautious": True}
+    report = check_optimizer(name, kwargs, on_fail="collect")
+    failed = [(r.name, r.message) for r in report.results if r.status == "failed"]
+    assert not failed, failed

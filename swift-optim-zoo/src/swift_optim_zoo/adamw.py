@@ -8,7 +8,9 @@ from typing import Any
 import torch
 
 from swift_optim_zoo._catalogue._distributed import ELEMENT_WISE
-from swift_zoo.optim import ZooOptimizer, require_betas, require_non_negative
+from swift_optim_zoo._cautious_rules import cautious_adamw_step
+from swift_zoo import ConfigError
+from swift_zoo.optim import ZooOptimizer, require_betas, require_bool, require_non_negative
 
 
 def _fused_supported(params: Iterable[Any]) -> bool:
@@ -33,7 +35,11 @@ class AdamW(ZooOptimizer, torch.optim.AdamW):
     ``fused=None`` (default) uses torch's fused kernel when every parameter is a float tensor on
     CPU or CUDA: on a 2-core CPU it steps about 7x faster than the for-loop default.
 
-    Defaults: ``lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01``.
+    ``cautious=True`` (C-AdamW, arXiv:2411.16085): the update is masked where its sign disagrees with the
+    gradient and rescaled by ``numel / (kept + 1)``; it steps through the zoo's element-wise rule
+    (:mod:`swift_optim_zoo._cautious_rules`, compiled when ``fused``) with torch's state layout.
+
+    Defaults: ``lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, cautious=False``.
 
     .. code-block:: yaml
 
@@ -55,8 +61,13 @@ class AdamW(ZooOptimizer, torch.optim.AdamW):
         weight_decay: float = 0.01,
         amsgrad: bool = False,
         fused: bool | None = None,
+        cautious: bool = False,
     ) -> None:
         owner = f"optimizer {self.name!r}"
+        require_bool(owner, "cautious", cautious)
+        if cautious and amsgrad:
+            message = f"{owner}: cautious=True does not combine with amsgrad=True"
+            raise ConfigError(message, key="cautious", expected="amsgrad=False with cautious=True", found=amsgrad)
         require_non_negative(owner, "lr", lr)
         require_betas(owner, "betas", betas)
         require_non_negative(owner, "eps", eps)
@@ -66,8 +77,14 @@ class AdamW(ZooOptimizer, torch.optim.AdamW):
             fused = _fused_supported(params)
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, fused=fused or None)
+        self.defaults["cautious"] = cautious
+        for group in self.param_groups:
+            group.setdefault("cautious", cautious)
 
     def _step(self) -> None:
+        if any(group.get("cautious") for group in self.param_groups):
+            cautious_adamw_step(self)
+            return
         torch_step = torch.optim.AdamW.step
         if getattr(torch_step, "hooked", False):  # torch wraps a class's step with its hooks: ours already ran them
             torch_step = torch_step.__wrapped__
