@@ -35,3 +35,28 @@ WHOLE_MATRIX = DistributedCapability(
 #: Adafactor and Adam-mini: whole-matrix statistics (row/column or block means) -- for now the same record
 ADAFACTOR = WHOLE_MATRIX
 ADAM_MINI = WHOLE_MATRIX
+
+_PARTITIONS_MIX_TENSORS = (
+    "the update needs whole-tensor sums (a trust ratio, an RMS, a norm, a sign count), and this wrapper hands the "
+    "optimizer flat partitions that cut and mix tensors, so the sums would be wrong; use DDP, or FSDP2 (the sums are "
+    "all-reduced per tensor there)"
+)
+
+#: element-wise methods with a per-tensor statistic (LAMB, StableAdamW, MARS, Prodigy, the cautious mask)
+TENSOR_SUMS = DistributedCapability(
+    ddp=DDP_TESTED,
+    fsdp2=Support("untested", "element-wise on the local shards, each whole-tensor sum all-reduced over the mesh"),
+    zero1_2=Support("refused", _PARTITIONS_MIX_TENSORS),
+    zero3=Support("refused", _PARTITIONS_MIX_TENSORS),
+    fsdp1_flat=Support("refused", _PARTITIONS_MIX_TENSORS),
+)
+
+#: block-wise quantised states (adamw_8bit): blocks of 256 consecutive elements of each rank's local tensor
+BLOCKWISE = DistributedCapability(
+    ddp=DDP_TESTED,
+    fsdp2=Support("untested", "quantisation blocks on each rank's local shard: the blocks of one process wherever a "
+                              "shard holds whole blocks (rows of a multiple of 256 elements)"),
+    zero1_2=Support("untested", "quantisation blocks on the flat partitions"),
+    zero3=Support("untested", "quantisation blocks on the partitions"),
+    fsdp1_flat=Support("untested", "quantisation blocks on the flat shards"),
+)

@@ -1,6 +1,6 @@
 """LAMB."""
 
-from swift_optim_zoo._catalogue._distributed import ELEMENT_WISE
+from swift_optim_zoo._catalogue._distributed import TENSOR_SUMS
 from swift_zoo import OptimizerSpec
 
 OPTIMIZERS = [
@@ -11,6 +11,6 @@ OPTIMIZERS = [
         reference="arXiv:1904.00962",
         state_bytes="2 words (exp_avg, exp_avg_sq; parameter dtype)",
         roles=("all",),
-        distributed=ELEMENT_WISE,
+        distributed=TENSOR_SUMS,
     ),
 ]

@@ -1,6 +1,6 @@
 """MARS-AdamW."""
 
-from swift_optim_zoo._catalogue._distributed import ELEMENT_WISE
+from swift_optim_zoo._catalogue._distributed import TENSOR_SUMS
 from swift_zoo import OptimizerSpec
 
 OPTIMIZERS = [
@@ -11,6 +11,6 @@ OPTIMIZERS = [
         reference="arXiv:2411.10438",
         state_bytes="matrices 3 words (exp_avg, exp_avg_sq, last_grad), 1-D tensors 2 words; parameter dtype",
         roles=("all",),
-        distributed=ELEMENT_WISE,
+        distributed=TENSOR_SUMS,
     ),
 ]

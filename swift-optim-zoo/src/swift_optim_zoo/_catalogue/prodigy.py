@@ -1,6 +1,6 @@
 """Prodigy."""
 
-from swift_optim_zoo._catalogue._distributed import ELEMENT_WISE
+from swift_optim_zoo._catalogue._distributed import TENSOR_SUMS
 from swift_zoo import OptimizerSpec
 
 OPTIMIZERS = [
@@ -11,6 +11,6 @@ OPTIMIZERS = [
         reference="arXiv:2306.06101",
         state_bytes="4 words (exp_avg, exp_avg_sq, s, p0; parameter dtype)",
         roles=("all",),
-        distributed=ELEMENT_WISE,
+        distributed=TENSOR_SUMS,
     ),
 ]

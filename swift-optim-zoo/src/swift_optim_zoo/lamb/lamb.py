@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
+from swift_optim_zoo._catalogue._distributed import TENSOR_SUMS
 from swift_optim_zoo._elementwise import ElementwiseOptimizer, ShardSums, cautious_mask, whole_sum
 from swift_optim_zoo._fused import FusedKernel, check_fused
+from swift_zoo import DistributedCapability
 from swift_zoo.optim import require_betas, require_bool, require_non_negative, require_positive
 
 
@@ -59,6 +61,7 @@ class LAMB(ElementwiseOptimizer):
           optimizer_kwargs: {lr: 2.0e-3, weight_decay: 0.01}
     """
 
+    distributed: ClassVar[DistributedCapability] = TENSOR_SUMS
     name = "lamb"
     state_keys = ("exp_avg", "exp_avg_sq")
     kernel = LAMB_KERNEL

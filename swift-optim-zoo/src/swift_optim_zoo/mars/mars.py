@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
+from swift_optim_zoo._catalogue._distributed import TENSOR_SUMS
 from swift_optim_zoo._elementwise import ElementwiseOptimizer, ShardSums, cautious_mask, run_rule, whole_sum
 from swift_optim_zoo._fused import FusedKernel, check_fused
+from swift_zoo import DistributedCapability
 from swift_zoo.optim import require_betas, require_bool, require_non_negative, require_positive
 
 
@@ -67,6 +69,7 @@ class MARS(ElementwiseOptimizer):
           optimizer_kwargs: {lr: 3.0e-3, gamma: 0.025, weight_decay: 0.1}
     """
 
+    distributed: ClassVar[DistributedCapability] = TENSOR_SUMS
     name = "mars"
     state_keys = ("exp_avg", "exp_avg_sq", "last_grad")
     kernel = MARS_KERNEL

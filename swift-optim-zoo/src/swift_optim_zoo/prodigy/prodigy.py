@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
+from swift_optim_zoo._catalogue._distributed import TENSOR_SUMS
 from swift_optim_zoo._elementwise import ElementwiseOptimizer, ShardSums
-from swift_zoo import ConfigError
+from swift_zoo import ConfigError, DistributedCapability
 from swift_zoo.optim import (
     is_dtensor,
     local_tensor,
@@ -57,6 +58,7 @@ class Prodigy(ElementwiseOptimizer):
           lr_scheduler_type: cosine   # schedules still help: they scale d * lr
     """
 
+    distributed: ClassVar[DistributedCapability] = TENSOR_SUMS
     name = "prodigy"
     state_keys = ("exp_avg", "exp_avg_sq", "s", "p0")
 

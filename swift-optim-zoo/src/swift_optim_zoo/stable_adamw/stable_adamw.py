@@ -4,12 +4,14 @@ arXiv:2304.13013)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
+from swift_optim_zoo._catalogue._distributed import TENSOR_SUMS
 from swift_optim_zoo._elementwise import ElementwiseOptimizer, ShardSums, whole_numel, whole_sum
 from swift_optim_zoo._fused import FusedKernel, check_fused
+from swift_zoo import DistributedCapability
 from swift_zoo.optim import require_betas, require_non_negative, require_positive
 
 
@@ -62,6 +64,7 @@ class StableAdamW(ElementwiseOptimizer):
           optimizer_kwargs: {lr: 1.0e-3, betas: [0.9, 0.99], weight_decay: 0.1}
     """
 
+    distributed: ClassVar[DistributedCapability] = TENSOR_SUMS
     name = "stable_adamw"
     state_keys = ("exp_avg", "exp_avg_sq")
     kernel = STABLE_ADAMW_KERNEL
