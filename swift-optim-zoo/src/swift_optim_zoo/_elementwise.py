@@ -26,6 +26,7 @@ import torch
 
 from swift_optim_zoo._catalogue._distributed import ELEMENT_WISE
 from swift_optim_zoo._fused import FusedKernel, alias, can_alias
+from swift_optim_zoo._stepping import stepped_params
 from swift_zoo import DistributedCapability
 from swift_zoo.optim import ZooOptimizer, is_dtensor, local_tensor
 
@@ -102,17 +103,7 @@ class ElementwiseOptimizer(ZooOptimizer):
     # ----------------------------------------------------------------- the step
     def _step(self) -> None:
         for group in self.param_groups:
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                if param.grad.is_sparse:
-                    message = f"{self._owner}: sparse gradients are not supported"
-                    raise RuntimeError(message)
-                state = self.state[param]
-                if not state:
-                    state.update(self._new_state(param, group))
-                    state["step"] = 0
-                state["step"] += 1
+            for param, state in stepped_params(self, group, lambda p, g=group: self._new_state(p, g)):
                 self._apply(param, state, group)
 
     def _apply(self, param: torch.Tensor, state: dict[str, Any], group: Mapping[str, Any]) -> None:

@@ -60,3 +60,13 @@ BLOCKWISE = DistributedCapability(
     zero3=Support("untested", "quantisation blocks on the partitions"),
     fsdp1_flat=Support("untested", "quantisation blocks on the flat shards"),
 )
+
+#: MuonClip: Muon's whole-matrix step plus QK-clip, which rescales rows of each head of the q/k projections
+MUON_CLIP = DistributedCapability(
+    ddp=DDP_TESTED,
+    fsdp2=Support("refused", "QK-clip rescales the rows of each attention head of the q/k projections, which needs "
+                             "whole projections on every rank; use DDP, or muon / normuon under FSDP2"),
+    zero1_2=Support("refused", _WHOLE_MATRIX_ONLY),
+    zero3=Support("refused", _WHOLE_MATRIX_ONLY),
+    fsdp1_flat=Support("refused", _WHOLE_MATRIX_ONLY),
+)

@@ -12,6 +12,7 @@ import torch
 from swift_optim_zoo._catalogue._distributed import BLOCKWISE
 from swift_optim_zoo._elementwise import ShardSums
 from swift_optim_zoo._fused import FusedKernel, alias, can_alias, check_fused
+from swift_optim_zoo._stepping import stepped_params
 from swift_optim_zoo.adamw_8bit.quantization import dequantize_blockwise, dynamic_map, midpoints, quantize_blockwise
 from swift_zoo import DistributedCapability
 from swift_zoo.optim import (
@@ -154,9 +155,9 @@ class AdamW8bit(ZooOptimizer):
     def _new_state(self, param: torch.Tensor, group: Mapping[str, Any]) -> dict[str, Any]:
         local = local_tensor(param)
         if not self._quantized(param, group):
-            return {"step": 0, "exp_avg": torch.zeros_like(local), "exp_avg_sq": torch.zeros_like(local)}
+            return {"exp_avg": torch.zeros_like(local), "exp_avg_sq": torch.zeros_like(local)}
         blocks = local.numel() // group["block_size"]
-        state: dict[str, Any] = {"step": 0}
+        state: dict[str, Any] = {}
         for key in ("exp_avg", "exp_avg_sq"):
             state[f"{key}_codes"] = torch.zeros(local.numel(), dtype=torch.uint8, device=local.device)
             state[f"{key}_absmax"] = torch.zeros(blocks, dtype=torch.float32, device=local.device)
@@ -174,16 +175,7 @@ class AdamW8bit(ZooOptimizer):
     def _step(self) -> None:
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                if param.grad.is_sparse:
-                    message = f"{self._owner}: sparse gradients are not supported"
-                    raise RuntimeError(message)
-                state = self.state[param]
-                if not state:
-                    state.update(self._new_state(param, group))
-                state["step"] += 1
+            for param, state in stepped_params(self, group, lambda p, g=group: self._new_state(p, g)):
                 step = state["step"]
                 hyper = (group["lr"], beta1, beta2, group["eps"], group["weight_decay"], 1 - beta1**step,
                          math.sqrt(1 - beta2**step))

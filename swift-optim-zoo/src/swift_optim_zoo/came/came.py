@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import torch
 
 from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX
+from swift_optim_zoo._stepping import stepped_params
 from swift_zoo import ConfigError, DistributedCapability
 from swift_zoo.optim import ZooOptimizer, require_betas, require_non_negative, require_positive
 
@@ -114,22 +115,13 @@ class CAME(ZooOptimizer):
 
     def _step(self) -> None:
         for group in self.param_groups:
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                if param.grad.is_sparse:
-                    message = f"{self._owner}: sparse gradients are not supported"
-                    raise RuntimeError(message)
-                state = self.state[param]
-                if not state:
-                    state.update(self._new_state(param))
-                state["step"] += 1
+            for param, state in stepped_params(self, group, self._new_state):
                 came_update(param, param.grad, state, group)
 
     @staticmethod
     def _new_state(param: torch.Tensor) -> dict[str, torch.Tensor]:
         dtype = torch.float64 if param.dtype == torch.float64 else torch.float32
-        state = {"step": 0, "exp_avg": torch.zeros(param.shape, dtype=dtype, device=param.device)}
+        state = {"exp_avg": torch.zeros(param.shape, dtype=dtype, device=param.device)}
         if param.dim() < 2:
             state["exp_avg_sq"] = torch.zeros(param.shape, dtype=dtype, device=param.device)
             return state

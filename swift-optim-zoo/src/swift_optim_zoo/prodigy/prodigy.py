@@ -10,6 +10,7 @@ import torch
 
 from swift_optim_zoo._catalogue._distributed import TENSOR_SUMS
 from swift_optim_zoo._elementwise import ElementwiseOptimizer, ShardSums
+from swift_optim_zoo._stepping import stepped_params
 from swift_zoo import ConfigError, DistributedCapability
 from swift_zoo.optim import (
     is_dtensor,
@@ -111,17 +112,7 @@ class Prodigy(ElementwiseOptimizer):
         live = []
         for group in self.param_groups:
             s_rate = (d / d0) * (d * lr if group["safeguard_warmup"] else dlr)
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                if param.grad.is_sparse:
-                    message = f"{self._owner}: sparse gradients are not supported"
-                    raise RuntimeError(message)
-                state = self.state[param]
-                if not state:
-                    state.update(self._new_state(param, group))
-                    state["step"] = 0
-                state["step"] += 1
+            for param, state in stepped_params(self, group, lambda p, g=group: self._new_state(p, g)):
                 if group["lr"] == 0:
                     continue
                 live.append((param, group))
