@@ -196,3 +196,34 @@ def test_muon_clip_needs_the_model() -> None:
         MuonClip([nn.Parameter(torch.zeros(4, 4))])
     spec = swift_zoo.REGISTRY.resolve("optimizer", "muon_clip").spec
     assert spec.needs_model
+
+
+class _DeclaredAttention(nn.Module):
+    """A custom attention that declares its logits come straight from q_proj and k_proj (no rotation)."""
+
+    qk_logits_from_projections = True
+    num_heads = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q_proj, self.k_proj, self.v_proj = (nn.Linear(8, 8, bias=False) for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        q, k, v = (proj(x).view(b, t, 2, 4).transpose(1, 2) for proj in (self.q_proj, self.k_proj, self.v_proj))
+        return nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, t, 8)
+
+
+def test_declared_multi_head_attention_is_recorded_per_head() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(_DeclaredAttention())
+    opt = MuonClip(model)
+    x = torch.randn(3, 5, 8)
+    model(x)
+    attn = model[0]
+    with torch.no_grad():
+        q = attn.q_proj(x).view(3, 5, 2, 4).transpose(1, 2)
+        k = attn.k_proj(x).view(3, 5, 2, 4).transpose(1, 2)
+        logits = (q @ k.transpose(-1, -2)) / 2.0
+        logits = logits.masked_fill(~torch.ones(5, 5, dtype=torch.bool).tril(), float("-inf"))
+    torch.testing.assert_close(opt.attention[0].max_logits, logits.amax(dim=(0, 2, 3)), rtol=1e-6, atol=1e-6)

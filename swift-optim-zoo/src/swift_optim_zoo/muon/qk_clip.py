@@ -16,8 +16,10 @@ at construction with this list):
   extra ``[B, H, T, T]`` product per layer and step. Refused: modules with QK-norm (``q_norm``/``k_norm``: the
   norm undoes a rescaled projection) and multi-head latent attention (``q_a_proj``/``kv_a_proj_with_mqa``,
   whose clip must split the rotary part).
-* ``swift_zoo.testing.TinyBlock`` (single-head causal attention without positional rotation): the logits are
-  recomputed from the outputs of its ``q_proj`` and ``k_proj``.
+* ``swift_zoo.testing.TinyBlock`` (single-head causal attention without positional rotation), and any module that
+  declares ``qk_logits_from_projections = True``: its logits are ``q_proj(x)`` against ``k_proj(x)`` split into
+  ``num_heads`` heads, scaled by ``head_dim ** -0.5``, causal unless ``is_causal = False`` (no rotation between
+  the projections and the product). The logits are recomputed from the outputs of the two projections.
 
 Grouped-query attention: query head ``h`` is scaled by :math:`(\\tau/S_h)^{\\alpha}` and key head ``j`` by
 :math:`(\\tau/\\max_{h \\in j} S_h)^{1-\\alpha}`, so every logit of the group ends at most :math:`\\tau`. Biases of
@@ -42,7 +44,8 @@ RECORDING_PREFIX = "swift_zoo_qk_clip_"
 _ATTENTION_LIKE_CHILDREN = ("q_proj", "k_proj", "qkv_proj", "c_attn", "Wqkv", "query_key_value", "in_proj_weight")
 SUPPORTED = (
     "transformers attention modules with q_proj/k_proj that dispatch through ALL_ATTENTION_FUNCTIONS (Llama, "
-    "Mistral, Qwen2, Gemma, ...; no QK-norm, no MLA), and swift_zoo.testing.TinyBlock"
+    "Mistral, Qwen2, Gemma, ...; no QK-norm, no MLA), swift_zoo.testing.TinyBlock, and modules declaring "
+    "qk_logits_from_projections = True (q_proj/k_proj, num_heads, no rotation)"
 )
 
 
@@ -96,6 +99,10 @@ def find_attention(model: nn.Module, owner: str) -> list[ClippedAttention]:
             continue
         if isinstance(module, TinyBlock):
             found.append(ClippedAttention(name, module, module.q_proj, module.k_proj, heads=1, kv_heads=1))
+        elif getattr(module, "qk_logits_from_projections", False):
+            heads = int(getattr(module, "num_heads", 1))
+            kv_heads = int(getattr(module, "num_key_value_heads", heads))
+            found.append(ClippedAttention(name, module, module.q_proj, module.k_proj, heads=heads, kv_heads=kv_heads))
         elif _is_transformers_attention(module):
             if hasattr(module, "q_norm") or hasattr(module, "k_norm"):
                 raise _refusal(owner, name, module, "it normalises q and k (QK-norm), which undoes a rescaled "
@@ -182,13 +189,14 @@ def install(attention: Iterable[ClippedAttention]) -> list[Any]:
             recorders.append(weakref.ref(item))
             item.module._swift_zoo_qk_recorders = recorders
         else:
-            handles.extend(_tiny_block_hooks(item))
+            handles.extend(_projection_hooks(item))
     return handles
 
 
-def _tiny_block_hooks(item: ClippedAttention) -> list[Any]:
+def _projection_hooks(item: ClippedAttention) -> list[Any]:
     captured: dict[str, torch.Tensor] = {}
     ref = weakref.ref(item)
+    causal = bool(getattr(item.module, "is_causal", True))
 
     def on_query(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
         captured["q"] = output.detach()
@@ -198,8 +206,9 @@ def _tiny_block_hooks(item: ClippedAttention) -> list[Any]:
         query = captured.pop("q", None)
         if recorder is None or query is None:
             return
-        q, k = query.unsqueeze(1), output.detach().unsqueeze(1)  # [B, 1, T, d]
-        logits = _masked_logits(q, k, None, q.shape[-1] ** -0.5, causal=True)
+        heads = (recorder.heads, recorder.kv_heads)
+        q, k = (x.reshape(*x.shape[:-1], h, -1).transpose(-3, -2) for x, h in zip((query, output.detach()), heads))
+        logits = _masked_logits(q, k, None, q.shape[-1] ** -0.5, causal=causal)  # q, k: [B, H, T, d]
         recorder.record(logits.amax(dim=(0, 2, 3)))
 
     return [item.query.register_forward_hook(on_query), item.key.register_forward_hook(on_key)]
