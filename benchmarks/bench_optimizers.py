@@ -62,7 +62,8 @@ STEP_VARIANTS: dict[str, list[dict[str, Any]]] = {
     "apollo_mini": [{}, {"fused": True}],
     "adamw": [{}, {"cautious": True, "fused": True}],
     "adamw_8bit": [{}, {"fused": True}],
-    **{name: [{}, {"fused": True}] for name in ("adopt", "ademamix", "mars", "lamb", "adan", "stable_adamw", "sgd")},
+    **{name: [{}, {"fused": True}] for name in ("adopt", "ademamix", "mars", "lamb", "adan", "stable_adamw", "sgd",
+                                               "prodigy")},
 }
 # Ops whose time is the method's own dense linear algebra (projections, Newton-Schulz, eigenbases):
 # the "method kernels" column, measured with torch.profiler on two extra steps.

@@ -28,6 +28,7 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "lamb_cautious": ("lamb", {"lr": 1e-2, "cautious": True}),
     "adan": ("adan", {"lr": 1e-2, "weight_decay": 0.1}),
     "prodigy": ("prodigy", {"d0": 1e-3}),
+    "prodigy_fused": ("prodigy", {"d0": 1e-3, "fused": True}),
     "stable_adamw": ("stable_adamw", {"lr": 1e-2}),
     "sgd": ("sgd", {"lr": 1e-2, "nesterov": True, "weight_decay": 0.1}),
     "adamw_cautious": ("adamw", {"lr": 1e-2, "cautious": True}),

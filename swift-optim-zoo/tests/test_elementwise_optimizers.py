@@ -273,12 +273,13 @@ def test_mars_matrices_corrected_and_vectors_plain_adamw(fused: bool, caution: b
     torch.testing.assert_close(got[1], vector, rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("safeguard", [False, True])
-def test_prodigy_matches_float64_reference_with_shared_d(safeguard: bool) -> None:
+def test_prodigy_matches_float64_reference_with_shared_d(safeguard: bool, fused: bool) -> None:
     weights, grads = _data(11)
     grads = [[g + 1.0 for g in step] for step in grads]  # a consistent descent direction, so d grows
     got, opt = _run(Prodigy, weights, grads, lr=1.0, betas=(0.8, 0.9), weight_decay=0.1, d0=1e-2,
-                    safeguard_warmup=safeguard)
+                    safeguard_warmup=safeguard, fused=fused)
     expected, d = ref_prodigy([w.clone() for w in weights], grads, lr=1.0, b1=0.8, b2=0.9, eps=1e-8, wd=0.1, d0=1e-2,
                               safeguard=safeguard)
     for a, b in zip(got, expected):

@@ -76,10 +76,11 @@ def test_matches_pytorch_optimizer(case: str, fused: bool) -> None:
     assert drift < TOLERANCE, f"{case}: max |ours - pytorch_optimizer| = {drift:.3g} after 20 steps"
 
 
-def test_prodigy_matches_pytorch_optimizer() -> None:
-    """pytorch_optimizer accumulates the two global sums in float32, the zoo in float64: d differs by rounding, and
-    with lr 1 the parameters move by units, hence the looser bound."""
-    drift = lockstep(lambda p: Prodigy(p, weight_decay=0.01, d0=1e-3),
+@pytest.mark.parametrize("fused", [False, True])
+def test_prodigy_matches_pytorch_optimizer(fused: bool) -> None:
+    """The per-tensor terms of the two global sums are float32 in both (the zoo adds them up in float64): d
+    differs by rounding, and with lr 1 the parameters move by units, hence the looser bound."""
+    drift = lockstep(lambda p: Prodigy(p, weight_decay=0.01, d0=1e-3, fused=fused),
                      lambda p: PO.Prodigy(p, weight_decay=0.01, d0=1e-3, foreach=False), grad_offset=0.5)
     assert drift < 1e-4
 

@@ -39,16 +39,22 @@ class ShardSums:
         from torch.distributed.tensor import Replicate
 
         self.numel = param.numel()
-        replicated = all(isinstance(p, Replicate) for p in param.placements)
-        self._group = None if replicated else param.device_mesh.get_group()
+        self.replicated = all(isinstance(p, Replicate) for p in param.placements)
+        self._group = None if self.replicated else param.device_mesh.get_group()
 
     def sum(self, tensor: torch.Tensor) -> torch.Tensor:
-        total = tensor.sum(dtype=torch.float32 if tensor.dtype in (torch.bfloat16, torch.float16) else None)
+        """The whole tensor's sum of ``tensor`` (this rank's part of it)."""
+        return self.all_reduce(tensor.sum(dtype=torch.float32 if tensor.dtype in (torch.bfloat16, torch.float16)
+                                          else None))
+
+    def all_reduce(self, partial: torch.Tensor) -> torch.Tensor:
+        """``partial`` summed over the ranks that hold the other shards (as it is for a replicated tensor)."""
         if self._group is not None:
             import torch.distributed as dist
 
-            dist.all_reduce(total, op=dist.ReduceOp.SUM, group=self._group)
-        return total
+            partial = partial.clone()
+            dist.all_reduce(partial, op=dist.ReduceOp.SUM, group=self._group)
+        return partial
 
 
 def whole_sum(tensor: torch.Tensor, sums: ShardSums | None) -> torch.Tensor:

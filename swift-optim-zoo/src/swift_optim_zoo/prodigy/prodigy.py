@@ -9,12 +9,12 @@ from typing import Any, ClassVar
 import torch
 
 from swift_optim_zoo._catalogue._distributed import TENSOR_SUMS
-from swift_optim_zoo._elementwise import ElementwiseOptimizer, ShardSums
+from swift_optim_zoo._elementwise import ElementwiseOptimizer, ShardSums, run_rule
+from swift_optim_zoo._fused import FusedKernel, check_fused
 from swift_optim_zoo._stepping import stepped_params
 from swift_zoo import ConfigError, DistributedCapability
 from swift_zoo.optim import (
     is_dtensor,
-    local_tensor,
     require_betas,
     require_bool,
     require_in_range,
@@ -23,6 +23,34 @@ from swift_zoo.optim import (
 )
 
 _GLOBAL_KEYS = ("d", "d_max", "d_numerator", "k")
+
+
+def prodigy_statistics_rule(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
+                            s: torch.Tensor, p0: torch.Tensor, hyper: Any, *, sums: ShardSums | None = None
+                            ) -> torch.Tensor:
+    """Prodigy's first pass on one tensor: the moments and ``s`` in place; returns this tensor's (local) terms of
+    the two global sums, ``[(d/d0) dlr <g, x0 - x>, ||s||_1]``. ``hyper`` = ``(numerator_scale, beta1, beta2,
+    beta3, m_rate, v_rate, s_rate)``."""
+    numerator_scale, beta1, beta2, beta3, m_rate, v_rate, s_rate = (hyper[i] for i in range(7))
+    dot = (grad * (p0 - param)).sum(dtype=torch.float64 if param.dtype == torch.float64 else torch.float32)
+    exp_avg.mul_(beta1).add_(grad * m_rate)
+    exp_avg_sq.mul_(beta2).add_(grad * grad * v_rate)
+    s.mul_(beta3).add_(grad * s_rate)
+    return torch.stack([dot * numerator_scale, s.abs().sum(dtype=dot.dtype)])
+
+
+def prodigy_update_rule(param: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, hyper: Any, *,
+                        sums: ShardSums | None = None, decay: bool = False) -> None:
+    """Prodigy's second pass: ``x <- x (1 - lambda dlr) - dlr m / (sqrt(v) + d eps)``; ``hyper`` = ``(dlr, d_eps,
+    decay_rate)``."""
+    dlr, d_eps, decay_rate = hyper[0], hyper[1], hyper[2]
+    if decay:
+        param.mul_(1 - decay_rate)
+    param.sub_(exp_avg / (exp_avg_sq.sqrt() + d_eps) * dlr)
+
+
+PRODIGY_STATISTICS_KERNEL = FusedKernel(prodigy_statistics_rule)
+PRODIGY_UPDATE_KERNEL = FusedKernel(prodigy_update_rule)
 
 
 class Prodigy(ElementwiseOptimizer):
@@ -48,7 +76,8 @@ class Prodigy(ElementwiseOptimizer):
 
     Defaults (the official's): ``lr=1.0, betas=(0.9, 0.999), beta3=None`` (:math:`\sqrt{\beta_2}`), ``eps=1e-8,
     weight_decay=0`` (decoupled), ``d0=1e-6, d_coef=1, growth_rate=None`` (unbounded), ``use_bias_correction=False,
-    safeguard_warmup=False``. State: ``exp_avg``, ``exp_avg_sq``, ``s``, ``p0`` (parameter dtype), ``step``; the
+    safeguard_warmup=False, fused=False``. ``fused=True`` compiles the two passes (moments and the two sums;
+    the write). State: ``exp_avg``, ``exp_avg_sq``, ``s``, ``p0`` (parameter dtype), ``step``; the
     shared :math:`d`, :math:`d_\text{max}`, :math:`r` and step count live in every param group.
 
     .. code-block:: yaml
@@ -66,8 +95,9 @@ class Prodigy(ElementwiseOptimizer):
     def __init__(self, params: Any, lr: float = 1.0, betas: tuple[float, float] = (0.9, 0.999),
                  beta3: float | None = None, eps: float = 1e-8, weight_decay: float = 0.0, d0: float = 1e-6,
                  d_coef: float = 1.0, growth_rate: float | None = None, use_bias_correction: bool = False,
-                 safeguard_warmup: bool = False) -> None:
+                 safeguard_warmup: bool = False, fused: bool = False) -> None:
         owner = f"optimizer {self.name!r}"
+        check_fused(self.name, fused)
         if growth_rate is not None:
             require_in_range(owner, "growth_rate", growth_rate, 1.0, 1e30)
         defaults = {
@@ -80,7 +110,7 @@ class Prodigy(ElementwiseOptimizer):
             "growth_rate": growth_rate,
             "use_bias_correction": require_bool(owner, "use_bias_correction", use_bias_correction),
             "safeguard_warmup": require_bool(owner, "safeguard_warmup", safeguard_warmup),
-            "d": d0, "d_max": d0, "d_numerator": 0.0, "k": 0,
+            "d": d0, "d_max": d0, "d_numerator": 0.0, "k": 0, "fused": fused,
         }
         super().__init__(params, defaults)
 
@@ -107,36 +137,28 @@ class Prodigy(ElementwiseOptimizer):
                               found=[g["lr"] for g in self.param_groups])
         correction = math.sqrt(1 - beta2 ** (k + 1)) / (1 - beta1 ** (k + 1)) if first["use_bias_correction"] else 1.0
         dlr = d * lr * correction
-        numerator = first["d_numerator"] * beta3
-        partial = {}  # (device, sharded mesh or None) -> [numerator, denominator] partial sums
+        partial: dict[Any, list[Any]] = {}  # one [sums, ShardSums or None] per (device, mesh, replicated)
         live = []
         for group in self.param_groups:
             s_rate = (d / d0) * (d * lr if group["safeguard_warmup"] else dlr)
+            hyper = ((d / d0) * dlr, beta1, beta2, beta3, d * (1 - beta1), d * d * (1 - beta2), s_rate)
             for param, state in stepped_params(self, group, lambda p, g=group: self._new_state(p, g)):
                 if group["lr"] == 0:
                     continue
                 live.append((param, group))
-                x, g = local_tensor(param), local_tensor(param.grad)
-                m, v, s, p0 = (local_tensor(state[key]) for key in self.state_keys)
-                key = (x.device, id(param.device_mesh) if is_dtensor(param) else None)
-                sums = partial.setdefault(key, [torch.zeros((), dtype=torch.float64, device=x.device),
-                                                 torch.zeros((), dtype=torch.float64, device=x.device),
-                                                 ShardSums(param) if is_dtensor(param) else None])
-                sums[0] += (d / d0) * dlr * torch.dot(g.flatten().double(), (p0 - x).flatten().double())
-                m.mul_(beta1).add_(g, alpha=d * (1 - beta1))
-                v.mul_(beta2).addcmul_(g, g, value=d * d * (1 - beta2))
-                s.mul_(beta3).add_(g, alpha=s_rate)
-                sums[1] += s.abs().sum(dtype=torch.float64)
+                tensors = [param, param.grad, *(state[key] for key in self.state_keys)]
+                sums = run_rule(PRODIGY_STATISTICS_KERNEL, tensors, hyper, {}, fused=group["fused"],
+                                owner=self._tag).double()
+                shard = ShardSums(param) if is_dtensor(param) else None
+                key = (sums.device, None if shard is None else (id(param.device_mesh), shard.replicated))
+                partial.setdefault(key, [torch.zeros(2, dtype=torch.float64, device=sums.device), shard])[0] += sums
         if not live:
             return
-        totals = [0.0, 0.0]
-        for num, den, shard in partial.values():
-            if shard is not None:
-                num, den = shard.sum(num), shard.sum(den)
-            totals[0] += float(num)
-            totals[1] += float(den)
-        numerator += totals[0]
-        denominator = totals[1]
+        totals = torch.zeros(2, dtype=torch.float64)
+        for sums, shard in partial.values():
+            totals += (sums if shard is None else shard.all_reduce(sums)).cpu()
+        numerator = first["d_numerator"] * beta3 + float(totals[0])
+        denominator = float(totals[1])
         d_max = first["d_max"]
         if denominator > 0 and lr > 0:
             d_hat = first["d_coef"] * numerator / denominator
@@ -150,8 +172,6 @@ class Prodigy(ElementwiseOptimizer):
             return
         for param, group in live:
             state = self.state[param]
-            x = local_tensor(param)
-            m, v = local_tensor(state["exp_avg"]), local_tensor(state["exp_avg_sq"])
-            if group["weight_decay"] != 0:
-                x.mul_(1 - group["weight_decay"] * dlr)
-            x.addcdiv_(m, v.sqrt().add_(d * group["eps"]), value=-dlr)
+            hyper = (dlr, d * group["eps"], group["weight_decay"] * dlr)
+            run_rule(PRODIGY_UPDATE_KERNEL, [param, state["exp_avg"], state["exp_avg_sq"]], hyper,
+                     {"decay": group["weight_decay"] != 0}, fused=group["fused"], owner=self._tag)
