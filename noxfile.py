@@ -1,7 +1,12 @@
 """Every package built into a wheel, installed from it, and tested in isolation.
 
-``nox`` runs the default sessions; ``nox -s tests`` one kind; ``nox -R`` reuses venvs and installs.
+``nox`` runs the default sessions; ``nox -s tests`` one kind; ``nox -R`` reuses venvs and skips installs.
 torch is pinned by ``constraints.txt`` (an unpinned torch pulls several GB of CUDA wheels here).
+
+The quick loop while editing is the ``dev`` session: one venv with the three packages installed editable,
+so it always tests the working tree (``nox -s dev`` once, then ``nox -R -s dev -- core/tests -k name``).
+``tests`` tests the built wheels: it refuses a wheel older than its package's sources (run ``nox -s build``)
+and reinstalls the current wheels even under ``-R``, so a stale build never passes for the working tree.
 """
 
 from __future__ import annotations
@@ -20,13 +25,16 @@ nox.options.error_on_missing_interpreters = True
 ROOT = Path(__file__).parent
 DIST = ROOT / "dist"
 CONSTRAINTS = str(ROOT / "constraints.txt")
+CONSTRAINTS_TRL = str(ROOT / "constraints-trl.txt")
 PACKAGES = {"core": "core", "loss-zoo": "swift-loss-zoo", "optim-zoo": "swift-optim-zoo"}
 DISTRIBUTIONS = {"core": "swift-zoo-core", "loss-zoo": "swift-loss-zoo", "optim-zoo": "swift-optim-zoo"}
 EXAMPLE_PLUGIN = ROOT / "examples" / "my-swift-loss"
+MS_SWIFT_DIST = ROOT / "swift-zoo-ms-swift"
+MS_SWIFT_CONSTRAINTS = str(ROOT / "constraints-ms-swift.txt")  # ms-swift 4.6 pins trl<1.0, transformers<5.20
 
 nox.options.sessions = [
     "lint", "build", "tests", "entry_points", "conformance", "catalogue", "third_party", "examples",
-    "distributed", "references", "benchmarks_smoke",
+    "distributed", "references", "benchmarks_smoke", "trl", "ms_swift",
 ]
 
 
@@ -41,6 +49,25 @@ def wheel(distribution: str) -> str:
     if not found:
         raise RuntimeError(f"no wheel for {distribution} in {DIST}: run `nox -s build` first")
     return str(found[-1])
+
+
+def sources_newer_than(folder: str | Path, built: str | Path) -> list[Path]:
+    """The files under ``folder``'s ``src/`` (and its ``pyproject.toml``) changed after ``built`` was made."""
+    stamp = Path(built).stat().st_mtime
+    candidates = [*(Path(folder) / "src").rglob("*"), Path(folder) / "pyproject.toml"]
+    return sorted(p for p in candidates if p.is_file() and "__pycache__" not in p.parts and p.stat().st_mtime > stamp)
+
+
+def current_wheel(session: nox.Session, distribution: str) -> str:
+    """The newest wheel of ``distribution``; the session fails when its package's sources are newer."""
+    built = wheel(distribution)
+    folder = next((ROOT / f for k, f in PACKAGES.items() if DISTRIBUTIONS[k] == distribution), None)
+    changed = sources_newer_than(folder, built) if folder is not None else []
+    if changed:
+        shown = ", ".join(str(p.relative_to(ROOT)) for p in changed[:3]) + (" ..." if len(changed) > 3 else "")
+        session.error(f"{Path(built).name} is older than {len(changed)} source file(s) ({shown}): run `nox -s build` "
+                      "first, or test the working tree with the dev session")
+    return built
 
 
 def install_torch(session: nox.Session) -> None:
@@ -71,6 +98,8 @@ def build(session: nox.Session) -> None:
     folders = [ROOT / f for f in PACKAGES.values()]
     if EXAMPLE_PLUGIN.exists():
         folders.append(EXAMPLE_PLUGIN)
+    if MS_SWIFT_DIST.exists():
+        folders.append(MS_SWIFT_DIST)
     for folder in folders:
         with session.chdir(folder):
             session.run("python", "-m", "hatchling", "build", "-t", "wheel", "-d", str(DIST))
@@ -83,10 +112,28 @@ def tests(session: nox.Session, package: str) -> None:
     install_torch(session)
     # core's conformance meta-tests use the zoos' cross_entropy and adamw as known-good plugins
     dists = list(DISTRIBUTIONS.values()) if package == "core" else ["swift-zoo-core", DISTRIBUTIONS[package]]
+    wheels = [current_wheel(session, d) for d in dists]
     install_wheels(session, *dists, extras="[testing,hf]" if package == "core" else "[testing]")
     session.install("-c", CONSTRAINTS, "pytest", "numpy")  # numpy: float64 reference loops in tests
+    # not session.install: under -R (no installs) the venv would keep whatever wheel it got last time
+    session.run("python", "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", *wheels)
     session.run("python", "-m", "pytest", str(ROOT / PACKAGES[package] / "tests"), "-q",
                 "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session
+def dev(session: nox.Session) -> None:
+    """The quick loop: the three packages installed editable in one venv, so the working tree is what runs.
+
+    ``nox -s dev`` (first time: installs), then ``nox -R -s dev -- core/tests -x -k registry``; without
+    arguments it runs the tests of all three packages. Not a substitute for ``tests``, which tests the wheels.
+    """
+    install_torch(session)
+    session.install("-c", CONSTRAINTS, "-e", f"{ROOT / 'core'}[testing,hf]", "-e", str(ROOT / "swift-loss-zoo"),
+                    "-e", str(ROOT / "swift-optim-zoo"), "pytest", "numpy")
+    targets = session.posargs or [str(ROOT / folder / "tests") for folder in PACKAGES.values()]
+    with session.chdir(ROOT):
+        session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *targets)
 
 
 @nox.session(reuse_venv=False)
@@ -170,6 +217,9 @@ def references(session: nox.Session) -> None:
         lines = [line for line in (folder / requirements).read_text().splitlines() if line.strip() and not line.startswith("#")]
         if lines:
             session.install("-c", constraints, *flags, "-r", str(folder / requirements))
+    # verl (--no-deps) and the light packages its core_algos imports must leave the pinned CPU torch in place
+    session.run("python", "-c", "import torch; v = torch.__version__.split('+')[0]; "
+                "assert v == '2.13.0', f'the reference packages replaced torch 2.13.0 with {v}'")
     session.run("python", "-m", "pytest", str(folder), "-q", "-p", "no:cacheprovider", "-rs", *session.posargs)
 
 
@@ -183,3 +233,34 @@ def distributed(session: nox.Session) -> None:
     session.install("-c", CONSTRAINTS, "pytest")
     session.run("python", "-m", "pytest", str(ROOT / "tests_distributed"), "-q", "-p", "no:cacheprovider",
                 *session.posargs)
+
+
+@nox.session
+def trl(session: nox.Session) -> None:
+    """swift_zoo.integrations.trl on the real TRL 1.16 (own venv, constraints-trl.txt): every zoo trainer against
+    TRL's own loss of the same meaning, step by step, on a tiny model built offline; and the TRL examples."""
+    session.install("-c", CONSTRAINTS_TRL, "torch==2.13.0")
+    wheels = [wheel(d) for d in ("swift-zoo-core", "swift-loss-zoo", "swift-optim-zoo")]
+    session.install("-c", CONSTRAINTS_TRL, wheels[0] + "[trl]", *wheels[1:], "pytest", "tokenizers")
+    session.install("--no-deps", "--force-reinstall", *wheels)
+    session.run("python", "-m", "pytest", str(ROOT / "tests_integrations" / "trl"), "-q", "-p", "no:cacheprovider",
+                *session.posargs)
+
+
+@nox.session
+def ms_swift(session: nox.Session) -> None:
+    """ms-swift 4.6 with the zoo wheels, in its own venv under constraints-ms-swift.txt.
+
+    swift-zoo-ms-swift's own tests (the start-up hook), then tests_integrations/ms_swift: training runs
+    on a tiny Llama through ms-swift (the flag route; the no-flag route in subprocesses), every
+    equality the name table claims, argument-time errors; then the docs' generated tables.
+    """
+    dists = [wheel(d) for d in ("swift-zoo-core", "swift-loss-zoo", "swift-optim-zoo", "my-swift-loss",
+                                "swift-zoo-ms-swift")]
+    session.install("-c", MS_SWIFT_CONSTRAINTS, "torch==2.13.0")
+    session.install("-c", MS_SWIFT_CONSTRAINTS, "ms-swift==4.6.0", "pytest", *dists)
+    session.install("--no-deps", "--force-reinstall", *dists)
+    session.run("python", "-m", "pytest", str(MS_SWIFT_DIST / "tests"), "-q", "-p", "no:cacheprovider")
+    session.run("python", "-m", "pytest", str(ROOT / "tests_integrations" / "ms_swift"), "-q", "-p",
+                "no:cacheprovider", *session.posargs, env={"SWIFT_ZOO_MS_SWIFT_DISABLE": "1", "OMP_NUM_THREADS": "1"})
+    session.run("python", str(ROOT / "tools" / "gen_ms_swift_docs.py"), "--check")

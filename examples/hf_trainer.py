@@ -71,10 +71,12 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--check", action="store_true", help="exit 1 unless the loss falls and accuracy >= 0.9")
     args = parser.parse_args()
-
+    try:
+        from swift_zoo.integrations.hf import ZooTrainer  # names the [hf] extra when transformers is missing
+    except ModuleNotFoundError as exc:
+        print(f"hf_trainer.py: error: {exc}", file=sys.stderr)
+        return 2
     import transformers
-
-    from swift_zoo.integrations.hf import ZooTrainer
 
     torch.set_num_threads(1)  # a tiny model gains nothing from intra-op threads on a shared CPU
     transformers.set_seed(0)

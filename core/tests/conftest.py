@@ -76,3 +76,27 @@ def make_loss_plugin(site):
         return package
 
     return make
+
+
+@pytest.fixture
+def zoo_plain_sgd():
+    """``zoo_plain_sgd``: plain SGD on the ZooOptimizer frame, registered in-process for the test."""
+    from swift_zoo.optim import ZooOptimizer
+
+    class ZooPlainSgd(ZooOptimizer):
+        """Plain SGD: p <- p - lr * g."""
+
+        name = "zoo_plain_sgd"
+
+        def __init__(self, params, lr: float = 0.1) -> None:
+            super().__init__(params, {"lr": lr})
+
+        def _step(self) -> None:
+            for group in self.param_groups:
+                for param in group["params"]:
+                    if param.grad is not None:
+                        param.add_(param.grad, alpha=-group["lr"])
+
+    swift_zoo.register_optimizer()(ZooPlainSgd)
+    yield ZooPlainSgd
+    swift_zoo.REGISTRY.unregister("optimizer", "zoo_plain_sgd")

@@ -106,3 +106,23 @@ def test_without_a_count_the_adapter_divides_by_accumulation_steps_once():
     assert adapter({"logits": logits}, labels).item() == pytest.approx(loss({"logits": logits}, labels).item() / 4)
     assert adapter({"logits": logits}, labels, num_items_in_batch=6).item() == pytest.approx(
         loss({"logits": logits}, labels, num_items_in_batch=6).item())
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("loss_kwarg", {}, "training_args: unknown key 'loss_kwarg'; did you mean 'loss_kwargs'?"),
+    ("max_grad_norm", 1.0, "ZooTrainer: zoo_config.max_grad_norm would be ignored: the Trainer reads it from "
+                           "TrainingArguments"),
+])
+def test_zoo_config_keys_the_trainer_would_ignore_are_errors(key, value, message):
+    from swift_zoo import ConfigError
+
+    with pytest.raises(ConfigError, match=message):  # raised before the Trainer is built
+        ZooTrainer(model=tiny_llama(), zoo_config={"optimizer_type": "sgd_for_tests", key: value})
+
+
+@pytest.mark.usefixtures("zoo_plain_sgd")
+def test_zoo_config_nonfinite_grads_reaches_the_optimizer(tmp_path):
+    args = transformers.TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, save_strategy="no")
+    trainer = ZooTrainer(model=tiny_llama(), args=args, zoo_config={"optimizer_type": "zoo_plain_sgd",
+                                                                    "nonfinite_grads": "raise"})
+    assert trainer.create_optimizer().nonfinite_grads == "raise"

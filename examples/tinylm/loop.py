@@ -25,6 +25,8 @@ from tinylm.model import TinyCausalLM, TinyConfig
 from tinylm.tasks import CopyTask
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+#: The ``training_args`` keys this loop reads besides swift zoo's own (a near-miss of any of them is an error).
+TRAINER_KEYS = ("per_device_train_batch_size", "gradient_accumulation_steps", "group_size", "advantage_scale")
 
 
 def _set(config: dict[str, Any], dotted: str, value: Any) -> None:
@@ -44,8 +46,18 @@ def load(path: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
     preset; the run is renamed ``<name>-<optimizer>`` unless ``name`` is overridden too, so it never
     replaces the default run's checkpoint (which other configs start from).
     """
-    config = yaml.safe_load(Path(path).read_text())
-    parsed = [(dotted, yaml.safe_load(raw)) for dotted, _, raw in (item.partition("=") for item in overrides)]
+    config = swift_zoo.load_config(path)  # a ConfigError for a directory, a binary file, bad YAML, an alias bomb
+    parsed = []
+    for item in overrides:
+        dotted, equals, raw = item.partition("=")
+        if not equals or not dotted.strip():
+            message = f"--set expects KEY=VALUE (e.g. training_args.max_steps=10), got {item!r}"
+            raise swift_zoo.ConfigError(message, key="--set", expected="KEY=VALUE", found=item)
+        try:
+            parsed.append((dotted.strip(), yaml.safe_load(raw)))
+        except yaml.YAMLError as exc:
+            message = f"--set {dotted}: the value {raw!r} is not YAML ({' '.join(str(exc).split())})"
+            raise swift_zoo.ConfigError(message, key=dotted, expected="a YAML value", found=raw) from None
     keys = {dotted for dotted, _ in parsed}
     chosen = [value for dotted, value in parsed if dotted == "training_args.optimizer_type"]
     if chosen and chosen[-1] != config["training_args"].get("optimizer_type"):
@@ -59,6 +71,20 @@ def load(path: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
     for dotted, value in parsed:
         _set(config, dotted, value)
     return config
+
+
+def check_config(args: dict[str, Any]) -> None:
+    """Refuse what this loop would silently ignore, before anything trains (a prerequisite run takes minutes):
+    typos of any key (``max_step``), keys nothing reads (this loop is the whole trainer), unknown names."""
+    passthrough = swift_zoo.check_training_args(args, TRAINER_KEYS)
+    unused = sorted(set(passthrough) - set(TRAINER_KEYS))
+    if unused:
+        message = (f"training_args.{unused[0]} is not read by this example (it reads swift zoo's keys and "
+                   f"{', '.join(TRAINER_KEYS)})")
+        raise swift_zoo.ConfigError(message, key=unused[0], expected=" or ".join(TRAINER_KEYS), found=unused[0])
+    for key, kind in (("loss_type", "loss"), ("optimizer_type", "optimizer"), ("lr_scheduler_type", "scheduler")):
+        if isinstance(args.get(key), str):
+            swift_zoo.REGISTRY.resolve(kind, args[key])
 
 
 def _checkpoint(runs: Path, name: str, quiet: bool) -> Path:
@@ -127,13 +153,14 @@ def train(config: dict[str, Any], *, runs: Path, quiet: bool = False) -> dict[st
     generator = torch.Generator().manual_seed(config.get("seed", 0))
     task = CopyTask(**config.get("task", {}))
     args = config["training_args"]
+    check_config(args)
 
     policy = _model(config, task, runs, "init_from", quiet)
     reference = copy.deepcopy(policy).eval().requires_grad_(False) if config.get("init_from") else None
     teacher = _model(config, task, runs, "teacher_from", quiet).eval().requires_grad_(False) \
         if config.get("teacher_from") else None
     models = Models(policy, reference, teacher)
-    built = swift_zoo.build_from_config(config, policy)
+    built = swift_zoo.build_from_config(config, policy, trainer_keys=TRAINER_KEYS)
     loss_fn, optimizer = built.loss, built.optimizer
     family = family_of(loss_fn)
     metric_name = config["proof"]["metric"]

@@ -1,4 +1,4 @@
-"""Generate ``docs/losses.md``, the catalogue of every loss swift-loss-zoo registers.
+"""Generate ``docs/losses.md``, the catalogue of every loss and advantage estimator swift-loss-zoo registers.
 
 The page is built from the registry (``swift_zoo.list_losses()``, restricted to the
 ``swift-loss-zoo`` distribution) and from the loss classes themselves: name, aliases, family
@@ -72,12 +72,33 @@ def hyperparameters(cls: type) -> list[str]:
 
 
 def unit_of(cls: type) -> str:
-    """The reduction unit; a loss that declares its inputs per instance (``weighted_sum``) sets it there too."""
+    """The reduction unit; a loss that declares its inputs per instance (``weighted_sum``) sets it there too, and
+    a policy loss's ``loss_agg_mode`` chooses it."""
+    if "loss_agg_mode" in inspect.signature(cls.__init__).parameters:
+        return f"{cls.reduction_unit} (by default; `loss_agg_mode` sets it)"
     return cls.reduction_unit if cls.inputs else f"per instance (class default: {cls.reduction_unit})"
 
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def equal_in(cls: type) -> str:
+    """The libraries a loss declares itself equal to (``BaseLoss.equivalents``), for the summary table."""
+    libraries = sorted({record.library for record in getattr(cls, "equivalents", ()) if record.equal})
+    return ", ".join(libraries) or "—"
+
+
+def describe_equivalence(record: Any) -> str:
+    """One list item: the library's spelling, the zoo kwargs that give it, and equal / where it differs."""
+    text = f"{record.library} `{record.name}`"
+    if record.versions:
+        text += f" ({record.versions})"
+    if record.zoo_kwargs:
+        text += " with `" + ", ".join(f"{k}={v!r}" for k, v in record.zoo_kwargs.items()) + "`"
+    if record.settings:
+        text += f"; {record.settings}"
+    return text + (f" — **differs**: {record.differs}" if record.differs else " — **equal**")
 
 
 def _summary(entry: Any, cls: type) -> str:
@@ -116,13 +137,19 @@ def render() -> str:
         "when given and the local count of units otherwise. Input shapes use symbols (`B` = batch). "
         "The formulas, defaults and their sources are in each class's docstring (`swift-zoo info <name>`).",
         "",
-        "| name | family | unit | reference | summary |",
-        "| --- | --- | --- | --- | --- |",
+        "**Equivalents**: each loss lists the names in TRL, ms-swift, verl, Liger and transformers it equals "
+        "(with the zoo kwargs that give it) and where it differs, and why. The `references` nox session "
+        "compares every equal TRL, verl, Liger and transformers record numerically, values and gradients, "
+        "against the library's own code (`tests_references/losses`); ms-swift's DPO-family records are compared "
+        "where ms-swift is installed (it pins trl<1.0), its other records are read from its source.",
+        "",
+        "| name | family | unit | equal in | reference | summary |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for family in sorted(by_family):
         for entry, cls in by_family[family]:
             lines.append(
-                f"| [`{entry.name}`](#{entry.name}) | {family} | {unit_of(cls)} | "
+                f"| [`{entry.name}`](#{entry.name}) | {family} | {unit_of(cls)} | {equal_in(cls)} | "
                 f"{link_reference(entry.spec.reference or cls.reference)} | {_cell(_summary(entry, cls))} |"
             )
     for family in sorted(by_family):
@@ -153,7 +180,55 @@ def _render_loss(entry: Any, cls: type) -> list[str]:
             lines.append(f"  - `{spec.describe()}` ({where}){doc}")
     else:
         lines.append("- **inputs**: declared per instance (see the class docstring)")
+    records = getattr(cls, "equivalents", ())
+    if records:
+        lines.append("- **equivalents**:")
+        lines += [f"  - {describe_equivalence(record)}" for record in records]
     return lines
+
+
+def advantage_section() -> str:
+    """The advantage estimators the distribution registers (``swift_zoo.list_advantages()``), as markdown."""
+    import swift_zoo
+
+    entries = sorted((e for e in swift_zoo.list_advantages() if _normalise_distribution(e.distribution) == DISTRIBUTION),
+                     key=lambda e: e.name)
+    estimators = [(entry, swift_zoo.REGISTRY.load_entry(entry)) for entry in entries]
+    lines = [
+        "",
+        "# Advantage estimators",
+        "",
+        f"Every advantage estimator that `{DISTRIBUTION}` registers ({len(estimators)}; `swift-zoo list advantages`). "
+        "An estimator turns rewards (and a critic's values) into the `advantages` a policy loss reads: "
+        "**sequence** level gives one per response (`[B]`), **token** level one per counted token (`[B, T]`). "
+        "Responses to the same prompt share a `group_ids` value. Use one by name:",
+        "",
+        "```yaml",
+        "training_args:",
+        "  advantage_type: <name>",
+        "  advantage_kwargs: {<hyperparameter>: <value>}",
+        "```",
+        "",
+        "| name | level | equal in | reference | summary |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for entry, cls in estimators:
+        lines.append(f"| [`{entry.name}`](#advantage-{entry.name}) | {cls.level} | {equal_in(cls)} | "
+                     f"{link_reference(entry.spec.reference or cls.reference)} | {_cell(_summary(entry, cls))} |")
+    for entry, cls in estimators:
+        lines += ["", f'<a id="advantage-{entry.name}"></a>', "", f"### advantage `{entry.name}`", "",
+                  _summary(entry, cls), "", f"- **class**: `{entry.spec.target_path}`", f"- **level**: {cls.level}",
+                  f"- **reference**: {link_reference(entry.spec.reference or cls.reference)}"]
+        params = hyperparameters(cls)
+        lines.append("- **hyperparameters**: " + (", ".join(params) if params else "none"))
+        lines.append("- **inputs**:")
+        lines += [f"  - `{spec.describe()}`" + (f" — {spec.doc}" if spec.doc else "") for spec in cls.inputs]
+        if cls.extra_outputs:
+            lines.append("- **extra outputs**: " + ", ".join(f"`{name}`" for name in cls.extra_outputs))
+        if cls.equivalents:
+            lines.append("- **equivalents**:")
+            lines += [f"  - {describe_equivalence(record)}" for record in cls.equivalents]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if the file is stale instead of writing it")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"default: {DEFAULT_OUTPUT}")
     args = parser.parse_args(argv)
-    text = render()
+    text = render() + advantage_section()
     if not args.check:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text, encoding="utf-8")

@@ -171,8 +171,8 @@ def test_half_precision_and_extreme_logits_stay_finite():
 @pytest.mark.parametrize(("name", "kwargs", "key", "expected"), [
     ("generalized_jsd", {"beta": 1.5}, "beta", "in [0.0, 1.0]"),
     ("generalized_jsd", {"beta": -0.1}, "beta", "in [0.0, 1.0]"),
-    ("forward_kl", {"temperature": 0.0}, "temperature", "a number > 0"),
-    ("tvd", {"temperature": -1.0}, "temperature", "a number > 0"),
+    ("forward_kl", {"temperature": 0.0}, "temperature", "> 0"),
+    ("tvd", {"temperature": -1.0}, "temperature", "> 0"),
     ("reverse_kl", {"temperature": float("inf")}, "temperature", "a finite number > 0"),
 ])
 def test_bad_hyperparameters_are_rejected(name, kwargs, key, expected):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import policy_reference
 import pytest
 import torch
 
@@ -87,18 +88,9 @@ def reference_loss(kind, lp, old, ref, adv, mask, *, eps_low=0.2, eps_high=0.2, 
 
 
 def make_batch(seed, batch, seq, *, spread=0.3, empty_row=False):
-    g = torch.Generator().manual_seed(seed)
-    lp = -(0.05 + 2.0 * torch.rand(batch, seq, generator=g, dtype=F64))
-    old = lp + spread * torch.randn(batch, seq, generator=g, dtype=F64)
-    ref = lp + 0.2 * torch.randn(batch, seq, generator=g, dtype=F64)
-    adv = torch.randn(batch, generator=g, dtype=F64)
-    lengths = torch.randint(1, seq + 1, (batch,), generator=g)
-    mask = (torch.arange(seq)[None] < lengths[:, None]).long()
-    if seq > 3:
-        mask[0, 1] = 0
-    if empty_row:
-        mask[-1] = 0
-    return lp, old, ref, adv, mask
+    x = policy_reference.make_batch(seed, batch, seq, spread=spread, empty_row=empty_row)
+    return (x["per_token_logps"], x["old_per_token_logps"], x["ref_per_token_logps"], x["advantages"],
+            x["completion_mask"])
 
 
 CASES = [
@@ -315,13 +307,25 @@ def test_beta_needs_the_reference_logps():
 
 @pytest.mark.parametrize(("name", "kwargs", "key", "expected"), [
     ("grpo", {"epsilon_low": 1.5}, "epsilon_low", "in (0.0, 1.0)"),
-    ("dapo", {"epsilon_high": -0.1}, "epsilon_high", "a number > 0"),
-    ("bnpo", {"beta": -0.01}, "beta", "a number >= 0"),
+    ("dapo", {"epsilon_high": -0.1}, "epsilon_high", "> 0"),
+    ("bnpo", {"beta": -0.01}, "beta", ">= 0"),
     ("gspo", {"epsilon_low": 0.0}, "epsilon_low", "in (0.0, 1.0)"),
-    ("sapo", {"temperature_neg": 0.0}, "temperature_neg", "a number > 0"),
-    ("dr_grpo", {"max_completion_length": 0}, "max_completion_length", "an int >= 1"),
+    ("sapo", {"temperature_neg": 0.0}, "temperature_neg", "> 0"),
+    ("dr_grpo", {"max_completion_length": 0}, "max_completion_length", "an integer in [1, 2147483647]"),
     ("cispo", {"epsilon_high": float("nan")}, "epsilon_high", "a finite number > 0"),
-    ("dapo", {"delta": 1.2}, "delta", "None or a float > 1 + epsilon_high = 1.28"),
+    ("dapo", {"delta": 1.2}, "delta", "None or a float >= 1 + epsilon_high = 1.28"),
+    ("grpo", {"dual_clip": 1.0}, "dual_clip", "None or a float > 1"),
+    ("grpo", {"loss_agg_mode": "token-sum"}, "loss_agg_mode",
+     "one of 'token-mean', 'seq-mean-token-mean', 'seq-mean-token-sum', 'seq-mean-token-sum-norm'"),
+    ("gmpo", {"loss_agg_mode": "token-mean"}, "loss_agg_mode",
+     "one of 'seq-mean-token-mean', 'seq-mean-token-sum', 'seq-mean-token-sum-norm'"),
+    ("bnpo", {"kl_estimator": "k4"}, "kl_estimator", "one of 'k1', 'k2', 'k3', 'abs', 'k1+', 'k3+'"),
+    ("dapo", {"rollout_correction": "token_clip"}, "rollout_correction",
+     "one of 'token_truncate', 'token_mask', 'sequence_truncate', 'sequence_mask' or None"),
+    ("grpo", {"rollout_correction_min": 3.0}, "rollout_correction_min", "<= rollout_correction_max = 2"),
+    ("grpo", {"top_entropy_quantile": 1.5}, "top_entropy_quantile", "in [0.0, 1.0]"),
+    ("vespo", {"rollout_correction": "sequence_mask"}, "rollout_correction", "None, 'token_truncate' or 'token_mask'"),
+    ("clip_cov", {"clip_cov_ub": 0.5}, "clip_cov_ub", "> clip_cov_lb = 1"),
 ])
 def test_bad_hyperparameters_are_rejected(name, kwargs, key, expected):
     with pytest.raises(ConfigError) as info:

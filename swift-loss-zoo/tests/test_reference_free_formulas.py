@@ -201,18 +201,18 @@ def test_metrics_are_rewards_margin_accuracy():
 @pytest.mark.parametrize(
     ("name", "kwargs", "key", "expected"),
     [
-        ("simpo", {"beta": 0.0}, "beta", "a number > 0"),
-        ("simpo", {"beta": -1.0}, "beta", "a number > 0"),
+        ("simpo", {"beta": 0.0}, "beta", "> 0"),
+        ("simpo", {"beta": -1.0}, "beta", "> 0"),
         ("simpo", {"label_smoothing": 0.5}, "label_smoothing", "in [0.0, 0.5)"),
-        ("simpo", {"sft_weight": -0.1}, "sft_weight", "a number >= 0"),
+        ("simpo", {"sft_weight": -0.1}, "sft_weight", ">= 0"),
         ("simpo", {"gamma_beta_ratio": float("nan")}, "gamma_beta_ratio", "a finite number"),
         ("cpo", {"loss_type": "simpo"}, "loss_type", "sigmoid | hinge | ipo"),
-        ("cpo", {"cpo_alpha": -1.0}, "cpo_alpha", "a number >= 0"),
+        ("cpo", {"cpo_alpha": -1.0}, "cpo_alpha", ">= 0"),
         ("cpo", {"loss_type": "hinge", "label_smoothing": 0.1}, "label_smoothing", "0.0 with loss_type hinge"),
         ("alphapo", {"alpha": float("inf")}, "alpha", "a finite number"),
         ("alphapo", {"beta": float("nan")}, "beta", "a finite number > 0"),
         ("alphapo", {"label_smoothing": -0.1}, "label_smoothing", "in [0.0, 0.5)"),
-        ("orpo", {"beta": 0.0}, "beta", "a number > 0"),
+        ("orpo", {"beta": 0.0}, "beta", "> 0"),
     ],
 )
 def test_hyperparameter_validation(name, kwargs, key, expected):
@@ -230,5 +230,7 @@ def test_build_loss_and_metadata(name):
     assert loss.name == name
     assert loss.reduction_unit == "pair"
     assert loss.reference.startswith("arXiv:")
+    # orpo also declares the optional prompt inputs of nll_convention="trl"
+    prompt = {"policy_chosen_prompt_logps", "chosen_prompt_lengths"} if name == "orpo" else set()
     assert {spec.key for spec in loss.inputs} == {
-        "policy_chosen_logps", "policy_rejected_logps", "chosen_lengths", "rejected_lengths"}
+        "policy_chosen_logps", "policy_rejected_logps", "chosen_lengths", "rejected_lengths"} | prompt

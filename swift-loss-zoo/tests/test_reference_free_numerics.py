@@ -95,3 +95,31 @@ def test_alphapo_reward_capped_not_infinite(alpha):
     assert torch.isfinite(value)
     assert torch.isfinite(sc.grad).all() and torch.isfinite(sr.grad).all()
     assert all(torch.isfinite(v) for v in loss.metrics.values())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_alphapo_gives_the_float32_loss_of_the_same_values_in_every_dtype(dtype):
+    """The reward's exponent guard used to depend on the input dtype: 2e22 in bfloat16, 1.3 in float16 for
+    the same log-probs (mean log-prob about -200, as the suite's x100 inputs give)."""
+    loss = swift_zoo.build_loss("alphapo")
+    chosen, rejected = torch.tensor([-2246.0, -660.0]).to(dtype), torch.tensor([-1860.0, -1531.0]).to(dtype)
+    lengths = {"chosen_lengths": torch.tensor([11, 3]), "rejected_lengths": torch.tensor([10, 9])}
+    low = loss({"policy_chosen_logps": chosen, "policy_rejected_logps": rejected, **lengths})
+    full = loss({"policy_chosen_logps": chosen.float(), "policy_rejected_logps": rejected.float(), **lengths})
+    torch.testing.assert_close(low, full, rtol=1e-6, atol=0)
+    assert loss.metrics["reward_margin"] != 0  # past the guard, rewards still order the completions
+
+
+def test_alphapo_reward_continues_as_the_tangent_past_the_guard():
+    from swift_loss_zoo.reference_free.alphapo import EXPONENT_CAP, alpha_reward
+
+    alpha = 0.5
+    at_cap = -EXPONENT_CAP / alpha  # the mean log-prob where -alpha * A reaches the guard
+    means = torch.tensor([at_cap + 1.0, at_cap, at_cap - 3.0], dtype=torch.float64, requires_grad=True)
+    reward = alpha_reward(means, alpha)
+    reward.sum().backward()
+    exact = -torch.expm1(-alpha * means[:2].detach()) / alpha
+    torch.testing.assert_close(reward[:2].detach(), exact)  # the formula itself up to the guard
+    tangent = -(math.expm1(EXPONENT_CAP) + math.exp(EXPONENT_CAP) * alpha * 3.0) / alpha
+    assert reward[2].item() == pytest.approx(tangent, rel=1e-12)
+    assert means.grad[2].item() == pytest.approx(math.exp(EXPONENT_CAP), rel=1e-12)  # d reward / dA = e^cap

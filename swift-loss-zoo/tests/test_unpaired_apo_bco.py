@@ -183,9 +183,9 @@ def test_bco_split_exact_with_baseline_and_declared_dependent_without():
 @pytest.mark.parametrize(
     ("name", "kwargs", "key", "expected"),
     [
-        ("apo_zero_unpaired", {"beta": -0.1}, "beta", "a number > 0"),
-        ("apo_zero_unpaired", {"undesirable_weight": -2.0}, "undesirable_weight", "a number >= 0"),
-        ("bco", {"beta": 0.0}, "beta", "a number > 0"),
+        ("apo_zero_unpaired", {"beta": -0.1}, "beta", "> 0"),
+        ("apo_zero_unpaired", {"undesirable_weight": -2.0}, "undesirable_weight", ">= 0"),
+        ("bco", {"beta": 0.0}, "beta", "> 0"),
         ("bco", {"delta": float("inf")}, "delta", "a finite number"),
         ("bco", {"delta_momentum": 1.0}, "delta_momentum", "in [0.0, 1.0)"),
     ],

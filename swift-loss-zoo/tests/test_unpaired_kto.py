@@ -183,7 +183,7 @@ def test_weights_scale_each_class():
 
 @pytest.mark.parametrize(
     ("kwargs", "key", "expected"),
-    [({"beta": 0.0}, "beta", "a number > 0"), ({"desirable_weight": -1.0}, "desirable_weight", "a number >= 0"),
+    [({"beta": 0.0}, "beta", "> 0"), ({"desirable_weight": -1.0}, "desirable_weight", ">= 0"),
      ({"undesirable_weight": float("nan")}, "undesirable_weight", "a finite number >= 0")],
 )
 def test_hyperparameter_validation(kwargs, key, expected):

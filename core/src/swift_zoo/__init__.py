@@ -1,7 +1,8 @@
 """swift zoo: losses and optimizers for LLM training as pip-installable plugins.
 
 ``import swift_zoo`` is cheap: the torch-dependent names (``BaseLoss``, ``BaseAdvantage``, ``TensorInput``,
-``UnitLosses``, ``LossExample``) are imported on first access.
+``UnitLosses``, ``LossExample``) and subpackages (``swift_zoo.ops``, ``swift_zoo.testing``...) are imported on
+first access.
 """
 
 from swift_zoo.__about__ import __version__
@@ -13,6 +14,7 @@ from swift_zoo._config import (
     build_loss,
     build_optimizer,
     build_scheduler,
+    check_training_args,
     load_config,
 )
 from swift_zoo._equivalence import Equivalence
@@ -116,6 +118,7 @@ __all__ = [
     "build_loss",
     "build_optimizer",
     "build_scheduler",
+    "check_training_args",
     "get_advantage",
     "get_loss",
     "get_optimizer",
@@ -137,10 +140,18 @@ __all__ = [
 ]
 
 
+#: Subpackages reachable as attributes (``swift_zoo.ops.sequence_logps``) without importing them up front.
+_SUBPACKAGES = ("advantages", "integrations", "losses", "ops", "optim", "params", "testing")
+
+
 def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"swift_zoo.{name}")
     message = f"module 'swift_zoo' has no attribute {name!r}"
     raise AttributeError(message)

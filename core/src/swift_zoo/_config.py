@@ -12,6 +12,7 @@ Config mirrors ms-swift and the HF Trainer::
       lr_scheduler_kwargs: {warmup_steps: 10}
       max_steps: 1000
       max_grad_norm: 1.0
+      nonfinite_grads: skip          # or raise: the optimizer's policy for NaN/Inf gradients
 
 Kwargs are checked against the target's signature before anything is built: an unknown kwarg
 lists the accepted ones and the closest match; a value is converted to the annotated type where
@@ -30,8 +31,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from swift_zoo._config_file import read_config_file
 from swift_zoo._errors import ConfigError, close_matches
 from swift_zoo._registry import REGISTRY
+from swift_zoo._validation import require_non_negative, require_positive
 
 _MISSING = object()
 _TRUE = {"true", "yes", "on", "1"}
@@ -42,6 +45,10 @@ _FALSE = {"false", "no", "off", "0"}
 def _type_name(annotation: Any) -> str:
     if annotation is inspect.Parameter.empty:
         return "any"
+    if annotation is type(None):
+        return "None"
+    if typing.get_origin(annotation) is Literal:
+        return "one of " + ", ".join(repr(choice) for choice in typing.get_args(annotation))
     if isinstance(annotation, type):
         return annotation.__name__
     return str(annotation).replace("typing.", "")
@@ -244,27 +251,61 @@ def build_scheduler(name: str | Callable[..., Any], optimizer: Any, /, **kwargs:
 
 
 def load_config(config: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, Any]:
-    """A config dict from a mapping or a YAML file (``yaml.safe_load`` only)."""
+    """A config dict from a mapping or a YAML file (``yaml.safe_load`` only, within the limits of
+    :mod:`swift_zoo._config_file`: a regular UTF-8 file of at most 1 MiB that expands to at most 100,000
+    values; anything else is a :class:`ConfigError`)."""
     if isinstance(config, Mapping):
         return dict(config)
-    import yaml
-
     path = os.fspath(config)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
-    except FileNotFoundError:
-        message = f"config file {path!r} does not exist"
-        raise ConfigError(message, expected="a YAML file", found=path) from None
+    data = read_config_file(path)
     if not isinstance(data, Mapping):
         message = f"config file {path!r} must hold a mapping at top level, got {type(data).__name__}"
         raise ConfigError(message, expected="a mapping", found=type(data).__name__)
     return dict(data)
 
 
+#: The ``training_args`` keys swift zoo reads; every other key is the trainer's (``TrainingComponents.passthrough``).
+ZOO_KEYS = (
+    "loss_type", "loss_kwargs", "advantage_type", "advantage_kwargs", "optimizer_type", "optimizer_kwargs",
+    "lr_scheduler_type", "lr_scheduler_kwargs", "learning_rate", "max_steps", "max_grad_norm", "nonfinite_grads",
+)
+#: How close (difflib ratio) an unknown key must be to a known one to be taken for its typo: ``loss_kwarg``,
+#: ``optimiser_type``, ``losss_type``, ``max_step`` are (0.93-0.95); trainer keys such as ``save_steps`` or
+#: ``eval_steps`` next to ``max_steps`` are not (0.74).
+TYPO_CUTOFF = 0.8
+
+
+def check_training_args(args: Mapping[str, Any], trainer_keys: Sequence[str] = ()) -> dict[str, Any]:
+    """The keys of ``args`` that swift zoo does not read (left for the trainer), after refusing typos.
+
+    A key that is not one of :data:`ZOO_KEYS` nor of ``trainer_keys`` (the keys the calling trainer reads)
+    but close to one of them is a :class:`ConfigError` with a did-you-mean: a silently ignored
+    ``loss_kwarg`` would train with the defaults. Other unknown keys pass through.
+    """
+    known = (*ZOO_KEYS, *trainer_keys)
+    passthrough: dict[str, Any] = {}
+    for key, value in args.items():
+        if key in ZOO_KEYS:
+            continue
+        if not isinstance(key, str):
+            message = f"training_args keys must be strings, got {key!r} ({type(key).__name__})"
+            raise ConfigError(message, key=str(key), expected="a string key", found=key)
+        if key not in known:
+            matches = close_matches(key, known, n=1, cutoff=TYPO_CUTOFF)
+            if matches:
+                message = (
+                    f"training_args: unknown key {key!r}; did you mean {matches[0]!r}? (swift zoo reads "
+                    f"{', '.join(ZOO_KEYS)}; other keys pass through to the trainer)"
+                )
+                raise ConfigError(message, key=key, expected=matches[0], found=key)
+        passthrough[key] = value
+    return passthrough
+
+
 @dataclass
 class TrainingComponents:
-    """What :func:`build_from_config` returns."""
+    """What :func:`build_from_config` returns. ``passthrough``: the ``training_args`` keys swift zoo did not
+    read, for the trainer (``per_device_train_batch_size``, ``warmup_steps``...)."""
 
     loss: Any = None
     advantage: Any = None
@@ -272,6 +313,7 @@ class TrainingComponents:
     lr_scheduler: Any = None
     max_grad_norm: float | None = None
     training_args: dict[str, Any] = field(default_factory=dict)
+    passthrough: dict[str, Any] = field(default_factory=dict)
 
     def clip_and_step(self, parameters: Any) -> Any:
         """Clip gradients (if ``max_grad_norm``), step the optimizer and the schedule; the grad norm."""
@@ -296,13 +338,16 @@ def _section(args: Mapping[str, Any], key: str) -> dict[str, Any]:
     return dict(value)
 
 
-def build_from_config(config: Mapping[str, Any] | str | os.PathLike[str], model: Any = None) -> TrainingComponents:
+def build_from_config(config: Mapping[str, Any] | str | os.PathLike[str], model: Any = None, *,
+                      trainer_keys: Sequence[str] = ()) -> TrainingComponents:
     """Loss, optimizer, LR schedule and clipping from ``training_args`` of a dict or YAML file.
 
     Reads ``loss_type``/``loss_kwargs``, ``advantage_type``/``advantage_kwargs``, ``optimizer_type``/``optimizer_kwargs`` (``lr``
     defaults to ``learning_rate`` when only that is given), ``lr_scheduler_type``/
-    ``lr_scheduler_kwargs`` (``num_training_steps`` defaults to ``max_steps``) and
-    ``max_grad_norm``. Other keys are left for the trainer. The optimizer needs ``model``.
+    ``lr_scheduler_kwargs`` (``num_training_steps`` defaults to ``max_steps``), ``max_grad_norm`` (a finite
+    number > 0) and ``nonfinite_grads`` (``"skip"`` or ``"raise"``: the built optimizer's non-finite gradient
+    policy). Other keys are left for the trainer (``passthrough``) after :func:`check_training_args` refuses
+    near-misses of the known keys and of ``trainer_keys``. The optimizer needs ``model``.
     """
     data = load_config(config)
     args = data.get("training_args", data)
@@ -310,13 +355,17 @@ def build_from_config(config: Mapping[str, Any] | str | os.PathLike[str], model:
         message = f"training_args must be a mapping, got {type(args).__name__}"
         raise ConfigError(message, key="training_args", expected="a mapping", found=args)
     args = dict(args)
+    passthrough = check_training_args(args, trainer_keys)
     if "loss_type" not in args and "optimizer_type" not in args:
         message = (
             "config has neither training_args.loss_type nor training_args.optimizer_type; "
-            f"found keys: {', '.join(sorted(args)) or 'none'}"
+            f"found keys: {', '.join(sorted(map(str, args))) or 'none'}"
         )
         raise ConfigError(message, key="loss_type", expected="loss_type and/or optimizer_type", found=sorted(args))
-    built = TrainingComponents(training_args=args)
+    built = TrainingComponents(training_args=args, passthrough=passthrough)
+    if args.get("max_grad_norm") is not None:
+        value = coerce_value("training_args", "max_grad_norm", args["max_grad_norm"], float)
+        built.max_grad_norm = require_positive("training_args", "max_grad_norm", value)
     if args.get("loss_type") is not None:
         built.loss = build_loss(_name(args, "loss_type"), **_section(args, "loss_kwargs"))
     if args.get("advantage_type") is not None:
@@ -327,8 +376,11 @@ def build_from_config(config: Mapping[str, Any] | str | os.PathLike[str], model:
             raise ConfigError(message, key="optimizer_type", expected="a model", found=None)
         opt_kwargs = _section(args, "optimizer_kwargs")
         if "lr" not in opt_kwargs and "learning_rate" in args:
-            opt_kwargs["lr"] = coerce_value("training_args", "learning_rate", args["learning_rate"], float)
+            value = coerce_value("training_args", "learning_rate", args["learning_rate"], float)
+            opt_kwargs["lr"] = require_non_negative("training_args", "learning_rate", value)
         built.optimizer = build_optimizer(_name(args, "optimizer_type"), model, **opt_kwargs)
+    if args.get("nonfinite_grads") is not None:
+        set_nonfinite_policy(built.optimizer, args["nonfinite_grads"])
     if args.get("lr_scheduler_type") is not None:
         if built.optimizer is None:
             message = "training_args.lr_scheduler_type needs an optimizer_type"
@@ -337,12 +389,22 @@ def build_from_config(config: Mapping[str, Any] | str | os.PathLike[str], model:
         if "num_training_steps" not in sched_kwargs and "max_steps" in args:
             sched_kwargs["num_training_steps"] = coerce_value("training_args", "max_steps", args["max_steps"], int)
         built.lr_scheduler = build_scheduler(_name(args, "lr_scheduler_type"), built.optimizer, **sched_kwargs)
-    if args.get("max_grad_norm") is not None:
-        built.max_grad_norm = coerce_value("training_args", "max_grad_norm", args["max_grad_norm"], float)
-        if built.max_grad_norm <= 0:
-            message = f"training_args.max_grad_norm must be > 0, got {built.max_grad_norm}"
-            raise ConfigError(message, key="max_grad_norm", expected="a float > 0", found=built.max_grad_norm)
     return built
+
+
+def set_nonfinite_policy(optimizer: Any, value: Any) -> None:
+    """``training_args.nonfinite_grads`` onto the built optimizer (a :class:`swift_zoo.optim.ZooOptimizer`)."""
+    if optimizer is None:
+        message = ("training_args.nonfinite_grads is the optimizer's non-finite gradient policy: "
+                   "it needs an optimizer_type")
+        raise ConfigError(message, key="nonfinite_grads", expected="optimizer_type", found=None)
+    if not isinstance(getattr(type(optimizer), "nonfinite_grads", None), property):
+        message = (
+            f"training_args.nonfinite_grads: the optimizer {type(optimizer).__name__} has no non-finite gradient "
+            "policy (it is not a swift_zoo.optim.ZooOptimizer); remove the key"
+        )
+        raise ConfigError(message, key="nonfinite_grads", expected="a ZooOptimizer", found=type(optimizer).__name__)
+    optimizer.nonfinite_grads = value  # the property validates it ("skip" or "raise")
 
 
 def _name(args: Mapping[str, Any], key: str) -> str:

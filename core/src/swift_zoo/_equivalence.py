@@ -43,7 +43,8 @@ class Equivalence:
         object.__setattr__(self, "zoo_kwargs", dict(self.zoo_kwargs))
 
     def __hash__(self) -> int:
-        return hash((self.library, self.name, self.versions, tuple(sorted(self.zoo_kwargs.items())), self.settings,
+        # repr: zoo kwargs may hold lists and mappings (weighted_sum's losses), which do not hash
+        return hash((self.library, self.name, self.versions, repr(sorted(self.zoo_kwargs.items())), self.settings,
                      self.differs))
 
     @property

@@ -27,14 +27,16 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 
+from swift_zoo._isolation import describe_exit, last_line
+
 
 class SwiftZooError(Exception):
     """Base class of every error raised by swift zoo."""
 
 
-def close_matches(name: str, possibilities: Iterable[str], n: int = 3) -> list[str]:
-    """The up-to-``n`` names of ``possibilities`` closest to ``name`` (difflib, cutoff 0.6)."""
-    return difflib.get_close_matches(name, sorted(set(possibilities)), n=n, cutoff=0.6)
+def close_matches(name: str, possibilities: Iterable[str], n: int = 3, *, cutoff: float = 0.6) -> list[str]:
+    """The up-to-``n`` names of ``possibilities`` closest to ``name`` (difflib similarity >= ``cutoff``)."""
+    return difflib.get_close_matches(name, sorted(set(possibilities)), n=n, cutoff=cutoff)
 
 
 class UnknownNameError(SwiftZooError, KeyError):
@@ -96,18 +98,17 @@ class UnknownAdvantageError(UnknownNameError):
 class AmbiguousNameError(SwiftZooError, KeyError):
     """A bare name that several plugins provide with different targets."""
 
-    def __init__(self, kind: str, name: str, candidates: Sequence[tuple[str, str]]) -> None:
-        # candidates: (qualified name, "distribution version")
+    def __init__(self, kind: str, name: str, candidates: Sequence[tuple[str, str]], *, reason: str = "") -> None:
+        # candidates: (qualified name, "distribution version"); reason: why, when not "several plugins provide it"
         self.kind = kind
         self.name = name
         self.candidates = tuple(candidates)
+        self.reason = reason
         super().__init__(self.format_message())
 
     def format_message(self) -> str:
-        lines = [
-            f"{self.kind} name {self.name!r} is ambiguous: {len(self.candidates)} plugins provide it."
-            " Use a qualified name:"
-        ]
+        reason = self.reason or f"{len(self.candidates)} plugins provide it"
+        lines = [f"{self.kind} name {self.name!r} is ambiguous: {reason}. Use a qualified name:"]
         lines += [f"  {qualified}  (from {origin})" for qualified, origin in self.candidates]
         return "\n".join(lines)
 
@@ -127,6 +128,7 @@ class PluginLoadError(SwiftZooError):
         entry_point: str,
         error: BaseException,
         stage: str = "import",
+        output: str = "",
     ) -> None:
         self.plugin = plugin
         self.distribution = distribution
@@ -134,6 +136,7 @@ class PluginLoadError(SwiftZooError):
         self.entry_point = entry_point
         self.error = error
         self.stage = stage
+        self.output = output  # what the plugin printed while it ran (captured, not shown on the host's streams)
         super().__init__(self.format_message())
 
     @property
@@ -144,7 +147,9 @@ class PluginLoadError(SwiftZooError):
 
     @property
     def error_summary(self) -> str:
-        return f"{type(self.error).__name__}: {self.error}"
+        summary = describe_exit(self.error)
+        printed = last_line(self.output)
+        return f"{summary} (it printed: {printed!r})" if printed else summary
 
     def format_message(self) -> str:
         uninstall = f" or `pip uninstall {self.distribution}`" if self.distribution else ""
@@ -158,14 +163,16 @@ class PluginLoadError(SwiftZooError):
 class PluginImportError(SwiftZooError, ImportError):
     """A lazy ``"module:attr"`` target that could not be imported."""
 
-    def __init__(self, qualified_name: str, target: str, origin: str, error: BaseException) -> None:
+    def __init__(self, qualified_name: str, target: str, origin: str, error: BaseException, output: str = "") -> None:
         self.qualified_name = qualified_name
         self.target = target
         self.origin = origin
         self.error = error
+        self.output = output
+        printed = last_line(output)
         super().__init__(
             f"{qualified_name} (from {origin}) points at {target!r}, which could not be imported: "
-            f"{type(error).__name__}: {error}"
+            f"{describe_exit(error)}" + (f" (it printed: {printed!r})" if printed else "")
         )
 
 

@@ -15,12 +15,27 @@ Names are normalised (:func:`normalize_name`). ``"plugin:name"`` always reaches 
 a bare name or alias resolves when exactly one target provides it. In-process registrations
 (:func:`register_loss` and friends, plugin name ``local``) shadow plugin entries of the same bare
 name, the way a local definition shadows a library's.
+
+Plugins are untrusted code (DESIGN §9):
+
+* any exception a plugin's module, hook or lazily imported target raises -- ``SystemExit`` included,
+  ``KeyboardInterrupt`` excepted -- marks that plugin broken; what it prints is captured
+  (:mod:`swift_zoo._isolation`);
+* a registration made while plugin code runs (``LOSS_MAPPING["dpo"] = X`` at import) is that plugin's
+  entry, conflicting with others like any entry, never an in-process one; plugin code cannot unregister;
+* a plugin name two distributions claim names neither (:func:`bind_plugin_names`): each is
+  ``name@distribution`` and ``name:entry`` is ambiguous; ``local`` is reserved;
+* discovery publishes one complete :class:`Discovered` at a time, so lookups racing with
+  :func:`reload_plugins` never see half of one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import re
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -38,6 +53,7 @@ from swift_zoo._errors import (
     UnknownOptimizerError,
     UnknownSchedulerError,
 )
+from swift_zoo._isolation import PluginCode
 from swift_zoo._specs import (
     AdvantageSpec,
     LossSpec,
@@ -52,6 +68,7 @@ LOCAL_PLUGIN = "local"
 STRICT_ENV = "SWIFT_ZOO_STRICT_PLUGINS"
 DISABLE_ENV = "SWIFT_ZOO_DISABLE_PLUGINS"
 NO_AUTOLOAD_ENV = "SWIFT_ZOO_DISABLE_PLUGIN_AUTOLOAD"
+_PLUGIN_NAME_RE = re.compile(r"^[a-z][a-z0-9_.]*$")
 
 
 class SwiftZooPluginWarning(UserWarning):
@@ -167,34 +184,133 @@ def import_target(target: str) -> Any:
     return obj
 
 
+@dataclass
+class Discovered:
+    """One complete result of discovery, published whole, so a query running while another thread calls
+    :meth:`Registry.reload` sees either the old result or the new one, never half of one. Afterwards only a
+    lazily imported target's registrations are added, each by replacing a kind's list under the lock."""
+
+    plugins: dict[str, PluginRecord]
+    entries: dict[str, list[Entry]]
+    #: plugin names claimed by several distributions -> the distinct names each claimant got
+    contested: dict[str, tuple[str, ...]]
+
+
+@dataclass
+class _Running:
+    """The plugin whose code runs on this thread, and the registrations that code made (its claims)."""
+
+    plugin: PluginRecord
+    claims: list[tuple[str, Entry]] = field(default_factory=list)
+
+
+def _distribution_key(distribution: str | None) -> str:
+    return re.sub(r"[-_.]+", "_", distribution).lower() if distribution else "unknown"
+
+
+def bind_plugin_names(found: Any) -> tuple[list[tuple[PluginRecord, Any]], dict[str, tuple[str, ...]]]:
+    """One :class:`PluginRecord` per entry point, named so that a plugin name stays bound to one distribution.
+
+    Entry points with the same name and value (a stale or duplicated ``dist-info``) count once. A name
+    that several distributions claim belongs to none of them -- whichever comes first on ``sys.path``
+    would otherwise own ``name:entry``, the spelling documented to always work -- so each claimant is
+    named ``name@distribution`` (reported at discovery) and ``name:entry`` is ambiguous.
+    """
+    claims: dict[str, list[Any]] = {}
+    for ep in found:
+        name = normalize_name(ep.name)
+        same = claims.setdefault(name, [])
+        if not any(other.value == ep.value for other in same):
+            same.append(ep)
+    bound: list[tuple[PluginRecord, Any]] = []
+    contested: dict[str, tuple[str, ...]] = {}
+    for name in sorted(claims):
+        group = claims[name]
+        records = []
+        for ep in group:
+            dist = getattr(ep, "dist", None)
+            record = PluginRecord(
+                name=name,
+                entry_point=ep.value,
+                distribution=dist.metadata["Name"] if dist is not None else None,
+                version=dist.version if dist is not None else None,
+            )
+            if len(group) > 1:
+                record.name = f"{name}@{_distribution_key(record.distribution)}"
+                while any(r.name == record.name for r, _ in records):
+                    record.name += "_"
+            records.append((record, ep))
+        records.sort(key=lambda pair: pair[0].name)
+        if len(group) > 1:
+            contested[name] = tuple(r.name for r, _ in records)
+        bound += records
+    return bound, contested
+
+
 class Registry:
-    """Discovered plugins and their entries, plus in-process registrations. One per process."""
+    """Discovered plugins and their entries, plus in-process registrations. One per process.
+
+    Thread-safe: discovery runs once under a lock and publishes a :class:`Discovered` whole; every
+    query works on the one it read. Plugin code (a plugin's module, hooks and lazily imported targets)
+    runs through :class:`~swift_zoo._isolation.PluginCode`, and a registration it makes (``LOSS_MAPPING["dpo"]
+    = X`` at import) is that plugin's entry -- a conflict like any other -- never an in-process one.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._plugins: dict[str, PluginRecord] | None = None
-        self._entries: dict[str, list[Entry]] = {}
+        self._discovered: Discovered | None = None
         self._local: dict[str, list[Entry]] = {k: [] for k in KINDS}
         self._loaded: dict[tuple[str, str], Any] = {}
         self._local_record = PluginRecord(name=LOCAL_PLUGIN, entry_point="(in-process)")
+        self._thread = threading.local()  # .running: _Running | None; .discovering: bool
 
     # ----------------------------------------------------------------- discovery
     def reload(self) -> None:
         """Forget what discovery found (in-process registrations stay); the next query rescans."""
         with self._lock:
-            self._plugins = None
-            self._entries = {}
+            self._discovered = None
             self._loaded = {k: v for k, v in self._loaded.items() if k[0].startswith(LOCAL_PLUGIN + ":")}
 
-    def _ensure_discovered(self) -> dict[str, PluginRecord]:
-        if self._plugins is None:
-            with self._lock:
-                if self._plugins is None:
-                    self._discover()
-        assert self._plugins is not None
-        return self._plugins
+    def discovered(self) -> Discovered:
+        """The current discovery result (discovering first if needed)."""
+        found = self._discovered
+        if found is not None:
+            return found
+        with self._lock:
+            if getattr(self._thread, "discovering", False):
+                message = (
+                    "plugin code looked a name up while plugins were being discovered; a plugin module and "
+                    "its hooks must not query the registry (resolve names when they are used instead)"
+                )
+                raise InvalidPluginError(message)
+            if self._discovered is None:
+                self._thread.discovering = True
+                try:
+                    self._discovered = self._discover()
+                finally:
+                    self._thread.discovering = False
+            return self._discovered
 
-    def _discover(self) -> None:
+    @contextlib.contextmanager
+    def _running(self, plugin: PluginRecord) -> Iterator[tuple[PluginCode, _Running]]:
+        """Run plugin code: isolated (:class:`PluginCode`) and with its registrations claimed for ``plugin``."""
+        previous = getattr(self._thread, "running", None)
+        running = _Running(plugin)
+        self._thread.running = running
+        try:
+            with PluginCode() as call:
+                yield call, running
+        finally:
+            self._thread.running = previous
+
+    @staticmethod
+    def _echo(plugin: PluginRecord, output: str) -> None:
+        """What a plugin printed while it loaded fine, on stderr under its name (never on stdout)."""
+        if output.strip():
+            for line in output.rstrip().splitlines():
+                print(f"swift-zoo: plugin {plugin.name!r} ({plugin.origin}) printed: {line}", file=sys.stderr)
+
+    def _discover(self) -> Discovered:
         import importlib.metadata as metadata
 
         import pluggy
@@ -205,13 +321,12 @@ class Registry:
         disabled = {
             normalize_name(n) for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()
         }
-        plugins: dict[str, PluginRecord] = {}
         entries: dict[str, list[Entry]] = {k: [] for k in KINDS}
         manager = pluggy.PluginManager(_hookspecs.PROJECT_NAME)
         manager.add_hookspecs(_hookspecs)
         known_hooks = {kind.hook for kind in KINDS.values()}
 
-        def fail(record: PluginRecord, exc: BaseException, stage: str) -> None:
+        def fail(record: PluginRecord, exc: BaseException, stage: str, output: str = "") -> None:
             error = PluginLoadError(
                 record.name,
                 distribution=record.distribution,
@@ -219,38 +334,40 @@ class Registry:
                 entry_point=record.entry_point,
                 error=exc,
                 stage=stage,
+                output=output,
             )
             record.status = "error"
             record.errors.append(error)
             if strict:
                 raise error from exc
-            warnings.warn(error.format_message(), SwiftZooPluginWarning, stacklevel=4)
+            warnings.warn(error.format_message(), SwiftZooPluginWarning, stacklevel=5)
+
+        def keep(running: _Running) -> None:
+            for kind, entry in running.claims:
+                entries[kind].append(entry)
 
         found = [] if _env_flag(NO_AUTOLOAD_ENV) else metadata.entry_points(group=_hookspecs.ENTRY_POINT_GROUP)
-        modules: dict[str, Any] = {}
-        for ep in sorted(found, key=lambda e: e.name):
-            dist = getattr(ep, "dist", None)
-            record = PluginRecord(
-                name=normalize_name(ep.name),
-                entry_point=ep.value,
-                distribution=dist.metadata["Name"] if dist is not None else None,
-                version=dist.version if dist is not None else None,
-            )
-            if record.name in plugins:
-                other = plugins[record.name]
-                if other.entry_point == record.entry_point:
-                    continue  # the same plugin seen twice (stale or duplicated metadata)
-                record.name = f"{record.name}@{record.distribution}"
-                fail(record, InvalidPluginError(
-                    f"plugin name {ep.name!r} is already used by {other.origin}"
-                    f" ({other.entry_point}); it is available here as {record.name!r}"), "naming")
-                record.status = "ok"
+        bound, contested = bind_plugin_names(found)
+        plugins: dict[str, PluginRecord] = {}
+        for record, ep in bound:
             plugins[record.name] = record
-            if record.name in disabled or normalize_name(ep.name) in disabled:
+            base = normalize_name(ep.name)
+            if base in contested:
+                others = ", ".join(f"{r.name} ({r.origin})" for r, e in bound if normalize_name(e.name) == base)
+                fail(record, InvalidPluginError(
+                    f"plugin name {base!r} is claimed by {len(contested[base])} distributions: {others}; it names "
+                    f"none of them, and this one is available as {record.name!r}"), "naming")
+                record.status = "ok"
+            elif not _PLUGIN_NAME_RE.match(base) or base == LOCAL_PLUGIN:
+                fail(record, InvalidPluginError(
+                    f"entry point name {ep.name!r} is not a usable plugin name: expected letters, digits, '_' or "
+                    f"'.', starting with a letter, and not {LOCAL_PLUGIN!r} (reserved for in-process registrations)"),
+                    "naming")
+                continue
+            if record.name in disabled or base in disabled:
                 record.status = "disabled"
                 continue
-            module = None
-            try:
+            with self._running(record) as (call, running):
                 module = ep.load()
                 unknown = sorted(
                     attr for attr in dir(module)
@@ -264,26 +381,23 @@ class Registry:
                     )
                     raise InvalidPluginError(message)
                 manager.register(module, name=record.name)
-            except Exception as exc:
-                if module is not None and manager.is_registered(module):
-                    manager.unregister(module)
-                fail(record, exc, "import")
+            if call.error is not None:
+                if manager.has_plugin(record.name):
+                    manager.unregister(name=record.name)
+                fail(record, call.error, "import", call.output)
                 continue
-            modules[record.name] = module
-            record.hooks = tuple(
-                impl_hook for impl_hook in sorted(known_hooks) if hasattr(module, impl_hook)
-            )
+            self._echo(record, call.output)
+            keep(running)
+            record.hooks = tuple(impl_hook for impl_hook in sorted(known_hooks) if hasattr(module, impl_hook))
 
         for kind in KINDS.values():
             caller = getattr(manager.hook, kind.hook)
-            impls = sorted(caller.get_hookimpls(), key=lambda impl: impl.plugin_name)
-            for impl in impls:
+            for impl in sorted(caller.get_hookimpls(), key=lambda impl: impl.plugin_name):
                 record = plugins[impl.plugin_name]
-                try:
-                    produced = impl.function() or ()
-                    specs = [spec_from_object(kind.spec_type, obj) for obj in produced]
+                with self._running(record) as (call, running):
                     seen: dict[str, Spec] = {}
-                    for spec in specs:
+                    for obj in impl.function() or ():
+                        spec = spec_from_object(kind.spec_type, obj)
                         if spec.name in seen and seen[spec.name].target_path != spec.target_path:
                             message = (
                                 f"{kind.name} {spec.name!r} is returned twice with different "
@@ -291,18 +405,18 @@ class Registry:
                             )
                             raise InvalidPluginError(message)
                         seen[spec.name] = spec
-                except Exception as exc:
-                    fail(record, exc, kind.hook)
+                if call.error is not None:
+                    fail(record, call.error, kind.hook, call.output)
                     continue
+                self._echo(record, call.output)
                 entries[kind.name].extend(Entry(spec, record) for spec in seen.values())
-
-        self._plugins = plugins
-        self._entries = entries
+                keep(running)
+        return Discovered(plugins, entries, contested)
 
     # ------------------------------------------------------------------ queries
     def plugins(self) -> list[PluginRecord]:
         """Every discovered plugin, ok, failed or disabled, sorted by name."""
-        found = list(self._ensure_discovered().values())
+        found = list(self.discovered().plugins.values())
         if any(self._local.values()):
             found.append(self._local_record)
         return sorted(found, key=lambda r: r.name)
@@ -312,16 +426,28 @@ class Registry:
 
     def entries(self, kind: str) -> list[Entry]:
         """Every entry of ``kind``, plugin ones sorted by qualified name, then local ones."""
-        self._ensure_discovered()
-        return sorted(self._entries[kind], key=lambda e: e.qualified_name) + list(self._local[kind])
+        found = self.discovered()
+        return sorted(found.entries[kind], key=lambda e: e.qualified_name) + list(self._local[kind])
 
     def resolve(self, kind: str, name: str) -> Entry:
         """The entry a (bare, aliased or qualified) name designates, or a helpful error."""
         k = KINDS[kind]
         wanted = normalize_name(name)
-        everything = self.entries(kind)
+        found_now = self.discovered()
+        everything = sorted(found_now.entries[kind], key=lambda e: e.qualified_name) + list(self._local[kind])
         if ":" in wanted:
             plugin, _, bare = wanted.partition(":")
+            claimants = found_now.contested.get(plugin)
+            if claimants is not None:
+                candidates = [e for e in everything if e.plugin.name in claimants and e.provides(bare)]
+                if not candidates:
+                    self._raise_unknown(k, wanted, everything)
+                reason = (
+                    f"the plugin name {plugin!r} is claimed by {len(claimants)} distributions "
+                    f"({', '.join(claimants)}), so it names none of them"
+                )
+                raise AmbiguousNameError(kind, wanted, [(e.qualified_name, e.plugin.origin) for e in candidates],
+                                         reason=reason)
             for entry in everything:
                 if entry.plugin.name == plugin and entry.provides(bare):
                     return entry
@@ -354,22 +480,42 @@ class Registry:
 
     def load_entry(self, entry: Entry) -> Any:
         key = (entry.qualified_name, entry.spec.target_path)
-        if key in self._loaded:
-            return self._loaded[key]
+        loaded = self._loaded
+        if key in loaded:
+            return loaded[key]
         target = entry.spec.target
-        if isinstance(target, str):
+        if isinstance(target, str) and entry.plugin is self._local_record:
             try:
                 target = import_target(target)
             except Exception as exc:
                 raise PluginImportError(entry.qualified_name, entry.spec.target, entry.plugin.origin, exc) from exc
+        elif isinstance(target, str):
+            discovered = self._discovered
+            with self._running(entry.plugin) as (call, running):
+                target = import_target(target)
+            if call.error is not None:
+                raise PluginImportError(entry.qualified_name, entry.spec.target, entry.plugin.origin, call.error,
+                                        call.output) from call.error
+            self._echo(entry.plugin, call.output)
+            if running.claims:
+                with self._lock:
+                    if discovered is not None and self._discovered is discovered:
+                        for kind, claimed in running.claims:
+                            discovered.entries[kind] = [*discovered.entries[kind], claimed]
         _check_target(entry, target)
-        self._loaded[key] = target
+        loaded[key] = target
         return target
 
     # -------------------------------------------------------------- registration
     def register(self, kind: str, obj: Any, *, name: str | None = None,
                  aliases: tuple[str, ...] | None = None, override: bool = False) -> Entry:
-        """Register ``obj`` (a class, a spec, or a callable) in this process under plugin ``local``."""
+        """Register ``obj`` (a class, a spec, or a callable) in this process under plugin ``local``.
+
+        Called from a plugin's code (its module, a hook, a target it imports), the registration belongs to
+        that plugin instead: an entry ``<plugin>:<name>`` that conflicts with other plugins' entries of the
+        same name like any other (``override`` does not apply), so a plugin cannot replace a name it does
+        not own.
+        """
         k = KINDS[kind]
         if isinstance(obj, Spec):
             spec = obj
@@ -377,6 +523,11 @@ class Registry:
             spec = spec_from_object(k.spec_type, obj, name=name, aliases=aliases)
             if isinstance(obj, type) and not getattr(obj, "name", None):
                 obj.name = spec.name  # the seed story: a class without a name takes the registered one
+        running: _Running | None = getattr(self._thread, "running", None)
+        if running is not None:
+            entry = Entry(spec, running.plugin)
+            running.claims.append((kind, entry))
+            return entry
         with self._lock:
             bucket = self._local[kind]
             for i, existing in enumerate(bucket):
@@ -400,7 +551,14 @@ class Registry:
         return entry
 
     def unregister(self, kind: str, name: str) -> None:
-        """Remove an in-process registration (tests, notebooks)."""
+        """Remove an in-process registration (tests, notebooks); refused to plugin code."""
+        running: _Running | None = getattr(self._thread, "running", None)
+        if running is not None:
+            message = (
+                f"plugin {running.plugin.name!r} ({running.plugin.origin}) tried to unregister {kind} {name!r}: "
+                "plugin code cannot remove registrations"
+            )
+            raise InvalidPluginError(message)
         wanted = normalize_name(name)
         with self._lock:
             self._local[kind] = [e for e in self._local[kind] if e.spec.name != wanted]

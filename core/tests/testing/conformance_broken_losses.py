@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from swift_zoo import BaseLoss, LossExample, TensorInput, UnitLosses
-from swift_zoo.ops import shift_labels, upcast
+from swift_zoo.ops import masked_mean, shift_labels, upcast
 
 
 class TokenLoss(BaseLoss):
@@ -137,6 +137,17 @@ class LocalMeanLoss(TokenLoss):
         return super().reduce(units, None)
 
 
+class RowMeanLoss(TokenLoss):
+    """Declares token units but averages each row first (every row one unit): the tokens of short rows weigh
+    more. Consistent with its own count_units, so only the declared masks expose it."""
+
+    name = "row_mean_loss"
+
+    def per_unit_loss(self, inputs):
+        losses, keep = super().per_unit_loss(inputs)
+        return UnitLosses(masked_mean(losses, keep, dim=1))
+
+
 class WrongCountLoss(TokenLoss):
     """count_units counts every position, ignored ones included."""
 
@@ -157,6 +168,17 @@ class LeakyMaskLoss(TokenLoss):
         return UnitLosses(losses + leak, keep)
 
 
+class UnguardedMaskLoss(TokenLoss):
+    """Skips BaseLoss.forward (as a composite that overrides it might) and takes log_softmax of every row:
+    NaN logits at ignored positions reach their gradient (0 incoming gradient times NaN)."""
+
+    name = "unguarded_mask_loss"
+
+    def forward(self, model_outputs, labels=None, *, num_items_in_batch=None):
+        inputs = self.validate(model_outputs, labels)
+        return self.reduce(self.per_unit_loss(inputs), self._check_num_items(num_items_in_batch))
+
+
 class NoUpcastLoss(TokenLoss):
     """Softmax via exp in the input dtype, no max subtraction, no upcast: overflows in bf16/fp16."""
 
@@ -165,6 +187,18 @@ class NoUpcastLoss(TokenLoss):
     def log_probs(self, logits):
         e = torch.exp(logits)
         return torch.log(e / e.sum(-1, keepdim=True)).to(torch.float32)
+
+
+class DtypeClampLoss(TokenLoss):
+    """Clamps float16 logits to [-1, 1] (a guard chosen per input dtype): finite, but not the float32 loss."""
+
+    name = "dtype_clamp_loss"
+
+    def log_probs(self, logits):
+        z = upcast(logits)
+        if logits.dtype == torch.float16:
+            z = z.clamp(-1.0, 1.0)
+        return torch.log_softmax(z, dim=-1)
 
 
 class NaiveExpLoss(TokenLoss):
@@ -274,3 +308,13 @@ class LeakySequenceMaskLoss(SequenceMaskLoss):
         logps = upcast(inputs["per_token_logps"])
         mask = inputs["completion_mask"].to(logps.dtype)
         return UnitLosses(-(logps * mask).sum(-1) + 1e-6 * (torch.exp(logps) * mask).sum(-1))
+
+
+class TokenCountSequenceLoss(SequenceMaskLoss):
+    """A sequence-level loss whose count_units counts tokens: the full-batch loss with num_items_in_batch
+    disagrees with the plain one."""
+
+    name = "token_count_sequence_loss"
+
+    def count_units(self, model_outputs, labels=None):
+        return (self.validate(model_outputs, labels)["completion_mask"] != 0).sum()

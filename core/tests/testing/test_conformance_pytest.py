@@ -90,7 +90,7 @@ def test_parametrize_takes_optimizer_kwargs_pairs_and_class_exemptions():
 def test_parametrize_rejects_unknown_subjects_and_checks():
     with pytest.raises(ValueError, match="unknown check"):
         parametrize_with_checks([TinyAdam], checks=["check_nope"])
-    with pytest.raises(TypeError, match="parametrize_with_checks takes loss instances or classes"):
+    with pytest.raises(TypeError, match="parametrize_with_checks takes loss or advantage-estimator instances or classes"):
         parametrize_with_checks([object()])
 
 

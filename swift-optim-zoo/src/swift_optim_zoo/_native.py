@@ -11,8 +11,11 @@ scale times the gradient) is there too: 1.6 ms against inductor's 2.4 on the sam
 * Built with the system C compiler (``$CC``, else ``cc``/``gcc``/``clang``: the one inductor needs for
   ``fused=True`` anyway) on first use, into ``$SWIFT_ZOO_CACHE_DIR`` (default
   ``~/.cache/swift_zoo``), keyed by the source, compiler and flags; concurrent builds (several ranks)
-  each write their own file and rename it into place. No ``-march=native``: on x86-64 the kernels
-  carry AVX-512/AVX2/baseline clones picked at load time, so a cache shared between machines is safe.
+  each write their own file and rename it into place. The cache follows the rules of a code cache
+  (:mod:`swift_optim_zoo._code_cache`): 0700 directories, only this user's files, an HMAC recorded at
+  build checked before loading, a bad entry rebuilt (never mapped: a truncated ``.so`` would SIGBUS).
+  No ``-march=native``: on x86-64 the kernels carry AVX-512/AVX2/baseline clones picked at load time,
+  so a cache shared between machines (one user's) is safe.
 * Used for contiguous float32 CPU matrices; anything else (CUDA, float64, bf16 parameters, views)
   takes the ATen expression of the same sum, or the caller's compiled kernel for the write. If the build or load fails (no compiler, read-only cache), one
   ``RuntimeWarning`` says why and every call takes the ATen path: slower, same values to rounding.
@@ -26,12 +29,14 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 import warnings
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 import torch
+
+from swift_optim_zoo._code_cache import UntrustedCacheError, load_library
 
 SOURCE = "_native_kernels.c"
 FLAG_SETS = (["-O3", "-fPIC", "-shared", "-fopenmp"], ["-O3", "-fPIC", "-shared"])  # without OpenMP: one thread
@@ -64,26 +69,41 @@ def _compiler() -> str:
     return compiler
 
 
+def _compile(compiler: str, flags: list[str], source: str) -> Callable[[Path], None]:
+    """A builder for :func:`load_library`: compiles ``source`` into the path it is given."""
+
+    def build(output: Path) -> None:
+        source_path = output.parent / SOURCE
+        source_path.write_text(source)
+        result = subprocess.run([compiler, *flags, str(source_path), "-o", str(output)],
+                                capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            message = f"{compiler} {' '.join(flags)}: {result.stderr.strip().splitlines()[-1:]}"
+            raise RuntimeError(message)
+
+    return build
+
+
+def _warn_rejected(reason: str) -> None:
+    message = f"swift_optim_zoo: a cached native library failed verification and is rebuilt ({reason})"
+    warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
 def _build() -> ctypes.CDLL:
+    """Load the kernels from the verified cache (:mod:`swift_optim_zoo._code_cache`), building them if needed."""
     source = resources.files("swift_optim_zoo").joinpath(SOURCE).read_text()
     compiler = _compiler()
     errors = []
     for flags in FLAG_SETS:
         key = hashlib.sha256("\n".join([source, compiler, *flags, platform.machine()]).encode()).hexdigest()[:16]
-        target = cache_dir() / f"native-kernels-{key}.so"
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=target.parent) as work:
-                source_path = Path(work) / SOURCE
-                source_path.write_text(source)
-                built = Path(work) / target.name
-                result = subprocess.run([compiler, *flags, str(source_path), "-o", str(built)],
-                                        capture_output=True, text=True, check=False)
-                if result.returncode != 0:
-                    errors.append(f"{compiler} {' '.join(flags)}: {result.stderr.strip().splitlines()[-1:]}")
-                    continue
-                os.replace(built, target)  # atomic: a concurrent build of the same key writes the same bytes
-        library = ctypes.CDLL(str(target))
+        try:
+            library = load_library(cache_dir(), f"native-kernels-{key}.so", _compile(compiler, flags, source),
+                                   on_rejected=_warn_rejected)
+        except UntrustedCacheError:
+            raise
+        except RuntimeError as exc:  # this flag set does not compile here: try the next
+            errors.append(str(exc))
+            continue
         library.swift_square_sums_f32.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                                                   ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
         library.swift_square_sums_f32.restype = ctypes.c_double

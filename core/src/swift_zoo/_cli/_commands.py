@@ -6,12 +6,14 @@ one class it describes.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from typing import Any, TextIO
 
 from swift_zoo._cli._render import as_json, table
 from swift_zoo._errors import UnknownNameError
 from swift_zoo._registry import KINDS, REGISTRY, Entry
+from swift_zoo._specs import normalize_name
 
 KIND_ARGS = {"losses": "loss", "optimizers": "optimizer", "schedulers": "scheduler", "advantages": "advantage"}
 
@@ -58,16 +60,33 @@ def cmd_list(kind_arg: str | None, *, json_output: bool, out: TextIO) -> int:
     return 0
 
 
+class UnknownEntryError(UnknownNameError):
+    """A name that no kind provides (``swift-zoo info`` searches them all)."""
+
+    kind = "name"
+    plural = "names (losses, optimizers, schedulers, advantage estimators)"
+
+
 def _resolve_any(name: str, kind_arg: str | None) -> Entry:
+    """The entry ``name`` designates in any kind (or ``kind_arg``'s). Unknown everywhere: the error of the kind
+    holding the closest name (``galoree`` -> "unknown optimizer ...; did you mean 'galore_adamw'?"), or one
+    listing every kind's names when nothing is close."""
     kinds = [KIND_ARGS[kind_arg]] if kind_arg else list(KINDS)
-    first_error: UnknownNameError | None = None
+    errors: list[UnknownNameError] = []
     for k in kinds:
         try:
             return REGISTRY.resolve(k, name)
         except UnknownNameError as exc:
-            first_error = first_error or exc
-    assert first_error is not None
-    raise first_error
+            errors.append(exc)
+    if len(errors) == 1:
+        raise errors[0]
+    wanted = normalize_name(name)
+    scored = [(max(difflib.SequenceMatcher(None, wanted, p).ratio() for p in e.possibilities), i)
+              for i, e in enumerate(errors) if e.possibilities]
+    if scored:
+        raise errors[max(scored)[1]]
+    everything = sorted({n for e in errors for n in e.available})
+    raise UnknownEntryError(wanted, everything, failed_plugins=errors[0].failed_plugins)
 
 
 def describe(entry: Entry) -> dict[str, Any]:
@@ -80,11 +99,13 @@ def describe(entry: Entry) -> dict[str, Any]:
     except (TypeError, ValueError):
         info["signature"] = None
     declared = getattr(target, "inputs", None)
-    if entry.kind == "loss" and getattr(target, "equivalents", ()):
+    if entry.kind in ("loss", "advantage") and getattr(target, "equivalents", ()):
         info["equivalents"] = [e.describe() for e in target.equivalents]
     if entry.kind in ("loss", "advantage") and declared:
         info["inputs"] = [spec.describe() for spec in declared]
         info["reduction_unit"] = getattr(target, "reduction_unit", None)
+        if entry.kind == "advantage":
+            info["level"] = getattr(target, "level", None)
         for flag in ("order_dependent", "batch_dependent"):
             if getattr(target, flag, None):
                 info[flag] = getattr(target, flag)
@@ -108,7 +129,7 @@ def cmd_info(name: str, kind_arg: str | None, *, json_output: bool, out: TextIO)
     if info.get("signature"):
         lines.append(f"signature: {info['signature']}")
     for key in ("state_bytes", "roles", "needs_model", "hooks", "license",
-                "reduction_unit", "order_dependent", "batch_dependent"):
+                "reduction_unit", "level", "order_dependent", "batch_dependent"):
         value = info.get(key)
         if value not in (None, "", (), [], False):
             lines.append(f"{key.replace('_', ' ')}: {', '.join(value) if isinstance(value, (list, tuple)) else value}")

@@ -6,7 +6,9 @@ Exit codes:
 * 1 -- a conformance check failed (``swift-zoo check``);
 * 2 -- a usage error: bad arguments, an unknown or ambiguous name, nothing matched;
 * 3 -- a plugin failed to load or import (in strict mode, or the one asked for);
-* 4 -- any other swift zoo error (invalid plugin, configuration).
+* 4 -- any other swift zoo error (invalid plugin, configuration);
+* 141 -- the reader of the output went away (``swift-zoo list | head``): nothing more is printed, as a
+  command killed by SIGPIPE (128 + 13) would report.
 
 Errors print one line (``--debug`` shows the traceback).
 """
@@ -14,6 +16,7 @@ Errors print one line (``--debug`` shows the traceback).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -29,6 +32,7 @@ from swift_zoo._errors import (
 )
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_PLUGIN, EXIT_ERROR = 0, 1, 2, 3, 4
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("new-plugin", help="scaffold a plugin package for a new author")
     p.add_argument("path", help="folder to create")
     p.add_argument("--name", required=True, help="distribution name, e.g. my-loss-plugin")
+
+    sub.add_parser("ms-swift-plugin", help="print the path of the file for ms-swift's --external_plugins "
+                   "(then --loss_type zoo:<name> and --optimizer zoo:<name> work)")
     return parser
 
 
@@ -77,22 +84,43 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     if args.command == "check":
         from swift_zoo.testing._cli import run_check_cli
 
-        return run_check_cli(args.target, as_json=args.json, pattern=args.pattern, out=out)
+        return run_check_cli(args.target, as_json=args.json, pattern=args.pattern, out=out)  # same exit codes
     if args.command == "new-plugin":
         from swift_zoo._cli.scaffold import scaffold_plugin
 
         created = scaffold_plugin(args.path, args.name)
         print(f"created plugin package {args.name!r} in {created}", file=out)
-        print("next: pip install -e <path> && pytest <path>/tests && swift-zoo check " + args.name, file=out)
+        next_steps = f'pip install -e "{created}[test]" && pytest {created}/tests && swift-zoo check {args.name}'
+        print(f"next: {next_steps}", file=out)
+        return EXIT_OK
+    if args.command == "ms-swift-plugin":
+        from swift_zoo.integrations.ms_swift import external_plugin_path
+
+        print(external_plugin_path(), file=out)
         return EXIT_OK
     raise AssertionError(args.command)  # pragma: no cover - argparse enforces the choices
+
+
+def _reader_gone() -> int:
+    """The standard handling of a closed pipe: point stdout at devnull so the interpreter's final flush does
+    not fail again, print nothing, and exit as SIGPIPE would have."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (captured): nothing to redirect
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
     try:
-        return run(args, out)
+        code = run(args, out)
+        out.flush()
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except Exception as exc:
         if args.debug:
             traceback.print_exc()

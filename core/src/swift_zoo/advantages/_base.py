@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from swift_zoo._equivalence import Equivalence
 from swift_zoo._errors import LossInputError
 from swift_zoo.losses._inputs import TensorInput, validate_inputs
 
@@ -25,10 +26,17 @@ class BaseAdvantage(torch.nn.Module):
 
     * ``name`` (lower snake case), ``aliases``, ``summary``, ``reference`` (paper, e.g. ``"arXiv:2402.03300"``).
     * ``inputs`` -- a tuple of :class:`~swift_zoo.TensorInput` over the keys of ``batch``, with symbolic shapes,
-      validated before any arithmetic: e.g. ``rewards [B]``, ``group_ids [B]`` (int: responses to the same
-      prompt share an id), ``completion_mask [B, T]``, ``values [B, T]``.
+      validated before any arithmetic. The names the zoo uses: ``rewards [B]`` (one scalar score per
+      response; ``[B, K]`` for K reward functions), ``group_ids [B]`` (int: responses to the same prompt share
+      an id; the values are labels only), ``completion_mask [B, T]``, ``token_rewards [B, T]`` (per-token
+      terms such as ``-beta * KL``; the score ``rewards`` sits on each response's last counted token),
+      ``values [B, T]`` (a critic's), ``baseline_rewards [B]`` (e.g. ReMax's greedy response).
     * ``level`` -- ``"sequence"`` (one advantage per response, shape ``[B]``) or ``"token"`` (shape
       ``[B, T]``, zero where ``completion_mask`` is 0).
+    * ``extra_outputs`` -- names of further ``[B]`` / ``[B, T]`` tensors an estimator computes on the way
+      (GAE's ``"returns"`` for the value loss), recorded with :meth:`record_outputs` and read back from
+      :attr:`outputs` after the call.
+    * ``equivalents`` -- a tuple of :class:`~swift_zoo.Equivalence`: the names in verl, TRL, ms-swift it equals.
 
     **What a subclass implements**:
 
@@ -42,6 +50,9 @@ class BaseAdvantage(torch.nn.Module):
 
     **Metrics**: after each call, ``metrics`` holds detached 0-dim diagnostics (e.g. reward std, the
     fraction of degenerate groups), recorded with :meth:`record_metrics`.
+
+    The conformance suite (``swift_zoo.testing.check_advantage``, ``swift-zoo check``) holds every estimator
+    to this contract.
     """
 
     name: ClassVar[str] = ""
@@ -50,10 +61,13 @@ class BaseAdvantage(torch.nn.Module):
     reference: ClassVar[str] = ""
     inputs: ClassVar[tuple[TensorInput, ...]] = ()
     level: ClassVar[str] = "sequence"
+    extra_outputs: ClassVar[tuple[str, ...]] = ()
+    equivalents: ClassVar[tuple[Equivalence, ...]] = ()
 
     def __init__(self) -> None:
         super().__init__()
         self._metrics: dict[str, torch.Tensor] = {}
+        self._outputs: dict[str, torch.Tensor] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -64,7 +78,7 @@ class BaseAdvantage(torch.nn.Module):
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         inputs = validate_inputs(self.display_name, self.inputs, batch, None)
         inputs = {key: value.detach() for key, value in inputs.items()}
-        self._metrics = {}
+        self._metrics, self._outputs = {}, {}
         with torch.no_grad():
             advantages = self.compute(inputs)
         if not isinstance(advantages, torch.Tensor):
@@ -96,6 +110,16 @@ class BaseAdvantage(torch.nn.Module):
     @property
     def metrics(self) -> dict[str, torch.Tensor]:
         return dict(self._metrics)
+
+    def record_outputs(self, **tensors: torch.Tensor) -> None:
+        """Record the declared ``extra_outputs`` of this call (detached), read back through :attr:`outputs`."""
+        for key, tensor in tensors.items():
+            self._outputs[key] = tensor.detach()
+
+    @property
+    def outputs(self) -> dict[str, torch.Tensor]:
+        """The ``extra_outputs`` of the last call (e.g. GAE's ``returns``); empty before the first."""
+        return dict(self._outputs)
 
     @property
     def display_name(self) -> str:

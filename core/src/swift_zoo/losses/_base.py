@@ -11,10 +11,10 @@ import torch
 from swift_zoo._equivalence import Equivalence
 from swift_zoo._errors import LossInputError
 from swift_zoo.losses._inputs import LossExample, TensorInput, UnitLosses, validate_inputs
+from swift_zoo.losses._masking import guard_masked_gradients
+from swift_zoo.losses._unit_count import check_unit_count
 
 REDUCTION_UNITS = ("token", "sequence", "pair", "sample", "group", "query", "batch")
-
-
 class BaseLoss(torch.nn.Module):
     """A training objective: ``forward(model_outputs, labels=None, *, num_items_in_batch=None)``.
 
@@ -50,7 +50,12 @@ class BaseLoss(torch.nn.Module):
     with ``N = num_items_in_batch`` when given (the number of units in the whole accumulated,
     all-rank batch: the sum of ``count_units`` over micro-batches and ranks) and the local count
     otherwise. Summing micro-batch losses computed with the global ``N`` gives the full-batch loss
-    and gradient exactly. A batch with no counted unit gives 0, not NaN.
+    and gradient exactly. A batch with no counted unit gives 0, not NaN. ``num_items_in_batch`` must be an
+    exact whole count (``swift_zoo.losses._unit_count``: no NaN, infinity, fraction, bf16/fp16 tensor).
+
+    **Masked positions never reach the gradient**: before ``per_unit_loss`` runs, every differentiable
+    input declared ``masked_by`` a mask is guarded (:func:`~swift_zoo.ops.zero_gradient_where`), so its
+    gradient at the positions the mask ignores is exactly 0, even when they hold NaN or Inf.
 
     **Metrics**: after each call, ``loss.metrics`` holds detached 0-dim tensors (rewards, margins,
     accuracies, clip fractions...), recorded by the subclass with :meth:`record_metrics`.
@@ -83,8 +88,14 @@ class BaseLoss(torch.nn.Module):
         inputs = self.validate(model_outputs, labels)
         denominator = self._check_num_items(num_items_in_batch)
         self._metrics = {}
-        units = self.per_unit_loss(inputs)
+        units = self.per_unit_loss(self.guard(inputs))
         return self.reduce(units, denominator)
+
+    def guard(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Validated ``inputs`` with every masked differentiable input guarded: NaN or Inf at the positions its
+        mask ignores never reach its gradient. ``forward`` applies it; a wrapper that transforms inputs before
+        calling an inner loss (``matryoshka`` normalising slices) applies it first."""
+        return guard_masked_gradients(self.inputs, inputs, self.ignore_index)
 
     def per_unit_loss(self, inputs: dict[str, torch.Tensor]) -> UnitLosses:
         message = f"{type(self).__name__} must implement per_unit_loss(inputs) -> UnitLosses"
@@ -113,7 +124,7 @@ class BaseLoss(torch.nn.Module):
         if labels is not None and not any(spec.key == "labels" for spec in self.inputs):
             message = f"{self.display_name}: takes no labels (it reads only model_outputs), got labels"
             raise LossInputError(message)
-        return validate_inputs(self.display_name, self.inputs, model_outputs, labels)
+        return validate_inputs(self.display_name, self.inputs, model_outputs, labels, ignore_index=self.ignore_index)
 
     def count_units(self, model_outputs: Mapping[str, torch.Tensor],
                     labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -163,29 +174,8 @@ class BaseLoss(torch.nn.Module):
         return total / denominator
 
     def _check_num_items(self, num_items_in_batch: Any) -> Any:
-        if num_items_in_batch is None:
-            return None
-        if isinstance(num_items_in_batch, torch.Tensor):
-            if num_items_in_batch.numel() != 1 or num_items_in_batch.is_complex():
-                message = (
-                    f"{self.display_name}: num_items_in_batch must be a positive number or a 1-element "
-                    f"tensor, got a tensor of shape {tuple(num_items_in_batch.shape)}"
-                )
-                raise LossInputError(message)
-            if num_items_in_batch.device.type == "cpu" and not bool(num_items_in_batch > 0):
-                message = f"{self.display_name}: num_items_in_batch must be > 0, got {num_items_in_batch.item()}"
-                raise LossInputError(message)
-            return num_items_in_batch.reshape(())
-        if isinstance(num_items_in_batch, bool) or not isinstance(num_items_in_batch, (int, float)):
-            message = (
-                f"{self.display_name}: num_items_in_batch must be a positive int or a tensor, "
-                f"got {type(num_items_in_batch).__name__} {num_items_in_batch!r}"
-            )
-            raise LossInputError(message)
-        if num_items_in_batch <= 0:
-            message = f"{self.display_name}: num_items_in_batch must be > 0, got {num_items_in_batch}"
-            raise LossInputError(message)
-        return num_items_in_batch
+        """``num_items_in_batch`` checked to be an exact, positive, whole count (``_unit_count.check_unit_count``)."""
+        return None if num_items_in_batch is None else check_unit_count(self.display_name, num_items_in_batch)
 
     def record_metrics(self, **values: torch.Tensor | float) -> None:
         """Record detached diagnostics for this call (read back through :attr:`metrics`)."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from swift_zoo._errors import LossInputError
+from swift_zoo.losses._domains import Domain, check_domain
 
 if TYPE_CHECKING:
     import torch
@@ -30,6 +31,10 @@ class TensorInput:
         input is ignored when position ``t + mask_shift`` of the mask is ignored, or out of range
         (causal LM logits: ``masked_by="labels", mask_shift=1``).
     :param mask_shift: see ``masked_by``.
+    :param domain: the values it may hold, checked before any arithmetic (:mod:`swift_zoo.losses._domains`):
+        ``"binary"`` (0 or 1), ``"unit_interval"`` ([0, 1]), ``"non_negative"``, or ``"index:V"`` (integer class
+        indices in ``[0, V)`` for a shape symbol ``V`` or a size; a ``labels`` input may also hold
+        ``ignore_index``). ``None``: any value.
     :param doc: one line for ``swift-zoo info``.
     """
 
@@ -41,9 +46,12 @@ class TensorInput:
     role: str = "data"
     masked_by: str | None = None
     mask_shift: int = 0
+    domain: str | None = None
     doc: str = ""
 
     def __post_init__(self) -> None:
+        if self.domain is not None:
+            Domain.parse(self.domain, self.key)
         if self.dtype not in DTYPE_KINDS:
             message = f"TensorInput {self.key!r}: dtype must be one of {DTYPE_KINDS}, got {self.dtype!r}"
             raise ValueError(message)
@@ -61,6 +69,8 @@ class TensorInput:
             flags.append("differentiable")
         if self.optional:
             flags.append("optional")
+        if self.domain is not None:
+            flags.append(f"domain {self.domain}")
         return f"{self.key} {self.shape_text} ({', '.join(flags)})"
 
 
@@ -68,8 +78,8 @@ class UnitLosses(NamedTuple):
     """What a loss computes before reduction: one value per unit, and which units count.
 
     ``losses`` may have any shape; ``mask`` (bool, same shape) marks the units that count (``None``:
-    all). Masked entries must be finite (they are excluded with ``torch.where``, so a NaN there
-    would not leak into the value, but an ``inf`` upstream could leak into gradients).
+    all). Masked entries are excluded with ``torch.where``, so NaN or Inf there do not leak into the
+    value; :class:`BaseLoss` keeps them out of the gradients of inputs declared ``masked_by``.
     """
 
     losses: torch.Tensor
@@ -100,11 +110,14 @@ def validate_inputs(
     declared: tuple[TensorInput, ...],
     model_outputs: Any,
     labels: Any,
+    *,
+    ignore_index: int = -100,
 ) -> dict[str, torch.Tensor]:
-    """Check presence, type, dtype kind and symbolic shapes; return ``{key: tensor}``.
+    """Check presence, type, dtype kind, symbolic shapes and value domains; return ``{key: tensor}``.
 
     Raises :class:`LossInputError` naming the loss, the key, what was expected and what came.
-    Inputs not declared ``differentiable`` come back detached.
+    Inputs not declared ``differentiable`` come back detached. ``ignore_index``: the value a ``labels``
+    input may hold besides its ``index:`` domain.
     """
     import torch
 
@@ -163,4 +176,21 @@ def validate_inputs(
             bound.setdefault(symbol, (size, where))
         # declared non-differentiable: never a path for gradients (e.g. reference log-probs with a graph)
         found[spec.key] = value.detach() if (value.requires_grad and not spec.differentiable) else value
+    for spec in declared:
+        if spec.domain is None or spec.key not in found:
+            continue
+        domain = Domain.parse(spec.domain, spec.key)
+        size = None
+        if isinstance(domain.bound, int):
+            size = domain.bound
+        elif domain.bound is not None:
+            if domain.bound not in bound:
+                message = (
+                    f"{loss_name}: the input {spec.key!r} declares domain {spec.domain!r}, but no input present binds "
+                    f"the symbol {domain.bound!r}"
+                )
+                raise LossInputError(message)
+            size = bound[domain.bound][0]
+        where = "labels" if spec.key == "labels" else f"model_outputs[{spec.key!r}]"
+        check_domain(loss_name, where, domain, found[spec.key], size, ignore_index if spec.role == "labels" else None)
     return found

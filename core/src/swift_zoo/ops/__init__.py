@@ -8,7 +8,14 @@ from swift_zoo.ops._logps import (
     sequence_logps,
     token_logps,
 )
-from swift_zoo.ops._masked import masked_count, masked_mean, masked_sum, masked_var, masked_whiten
+from swift_zoo.ops._masked import (
+    masked_count,
+    masked_mean,
+    masked_sum,
+    masked_var,
+    masked_whiten,
+    zero_gradient_where,
+)
 from swift_zoo.ops._numerics import log1mexp, upcast
 from swift_zoo.ops._shift import IGNORE_INDEX, shift_labels
 
@@ -27,4 +34,5 @@ __all__ = [
     "shift_labels",
     "token_logps",
     "upcast",
+    "zero_gradient_where",
 ]

@@ -58,6 +58,18 @@ def default_chunk_rows(vocab_size: int, *, chunk_bytes: int = CHUNK_BYTES, min_r
     return max(min_rows, chunk_bytes // (4 * max(vocab_size, 1)))
 
 
+def _check_targets(function: str, targets: torch.Tensor, vocab_size: int, ignore_index: int) -> None:
+    """Scored labels must be token ids in ``[0, V)``: torch would fail inside ``gather`` (on CUDA, a device assert)."""
+    bad = (targets < 0) | (targets >= vocab_size)
+    if targets.numel() and bool(bad.any()):
+        value = targets[bad][0].item()
+        message = (
+            f"{function}: labels must be token ids in [0, {vocab_size}) or ignore_index {ignore_index}; found "
+            f"{int(bad.sum())} outside, e.g. {value}"
+        )
+        raise ValueError(message)
+
+
 class _ChunkedTokenLogps(torch.autograd.Function):
     """``out[b, t] = logits[b, t, y] - logsumexp(logits[b, t])`` at the positions ``(rows_b, rows_t)``.
 
@@ -134,6 +146,7 @@ def token_logps(
     aligned = shift_labels(labels, ignore_index) if shift else labels
     rows_b, rows_t = (aligned != ignore_index).nonzero(as_tuple=True)
     targets = aligned[rows_b, rows_t].long()
+    _check_targets("token_logps", targets, logits.shape[-1], ignore_index)
     rows = chunk_size if chunk_size is not None else default_chunk_rows(logits.shape[-1])
     if rows < 1:
         message = f"token_logps: chunk_size must be a positive int, got {chunk_size}"
@@ -251,6 +264,7 @@ def linear_token_logps(
         message = f"linear_token_logps: chunk_size must be a positive int, got {chunk_size}"
         raise ValueError(message)
     targets = aligned[rows_b, rows_t].long()
+    _check_targets("linear_token_logps", targets, weight.shape[0], ignore_index)
     return _ChunkedLinearTokenLogps.apply(hidden, weight, bias, rows_b, rows_t, targets, int(rows))
 
 

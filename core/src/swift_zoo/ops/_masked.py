@@ -44,3 +44,29 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, *, shift_mean: bool = Tru
     if not shift_mean:
         white = white + mean
     return torch.where(_as_bool(mask), white, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+class _ZeroGradientWhere(torch.autograd.Function):
+    """Identity forward; backward writes exactly 0 where ``ignored`` is true."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, ignored: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(ignored)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (ignored,) = ctx.saved_tensors
+        return grad.masked_fill(ignored, 0), None
+
+
+def zero_gradient_where(x: torch.Tensor, ignored: torch.Tensor) -> torch.Tensor:
+    """``x`` unchanged, but its gradient is exactly 0 where ``ignored`` (bool, broadcastable to ``x``) is true.
+
+    The reduction excludes ignored units with ``torch.where``, which keeps NaN or Inf there out of the
+    value; the gradient is another matter: an op upstream of the mask (``log_softmax`` of a row of NaN
+    logits) multiplies its zero incoming gradient by NaN. Applied to an input before any arithmetic, this
+    makes the gradient at ignored positions exactly 0 whatever they hold, at the cost of one masked fill
+    of the gradient (no copy in the forward pass).
+    """
+    return _ZeroGradientWhere.apply(x, ignored)

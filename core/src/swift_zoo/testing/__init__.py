@@ -2,7 +2,7 @@
 
 Three ways to use it:
 
-* ``check_loss(obj)`` / ``check_optimizer(cls)`` return a :class:`ConformanceReport`
+* ``check_loss(obj)`` / ``check_optimizer(cls)`` / ``check_advantage(obj)`` return a :class:`ConformanceReport`
   (``on_fail="raise"`` raises :class:`swift_zoo.ConformanceError` at the first failure);
 * ``@parametrize_with_checks([...])`` turns every (subject, check) pair into a pytest case;
 * ``swift-zoo check <distribution|name>`` (:func:`run_check_cli`) prints a table and exits non-zero
@@ -18,6 +18,19 @@ import importlib
 from typing import Any
 
 _LAZY = {
+    "ADVANTAGE_CHECKS": "swift_zoo.testing._advantage_checks",
+    "check_advantage_metadata": "swift_zoo.testing._advantage_checks",
+    "check_advantage_unknown_kwargs_rejected": "swift_zoo.testing._advantage_checks",
+    "check_advantage_output": "swift_zoo.testing._advantage_checks",
+    "check_advantage_deterministic": "swift_zoo.testing._advantage_checks",
+    "check_advantage_inputs_not_mutated": "swift_zoo.testing._advantage_checks",
+    "check_advantage_masking": "swift_zoo.testing._advantage_checks",
+    "check_advantage_permutation": "swift_zoo.testing._advantage_checks",
+    "check_advantage_degenerate_groups": "swift_zoo.testing._advantage_checks",
+    "check_advantage_extra_outputs": "swift_zoo.testing._advantage_checks",
+    "check_advantage_low_precision": "swift_zoo.testing._advantage_checks",
+    "advantage_checks": "swift_zoo.testing._runner",
+    "check_advantage": "swift_zoo.testing._runner",
     "CheckResult": "swift_zoo.testing._report",
     "CheckSkipped": "swift_zoo.testing._report",
     "ConformanceReport": "swift_zoo.testing._report",
@@ -60,6 +73,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "ADVANTAGE_CHECKS",
     "LOSS_CHECKS",
     "OPTIMIZER_CHECKS",
     "CheckResult",
@@ -67,7 +81,19 @@ __all__ = [
     "ConformanceReport",
     "OptimizerSubject",
     "TinyLM",
+    "advantage_checks",
     "check_add_param_group",
+    "check_advantage",
+    "check_advantage_degenerate_groups",
+    "check_advantage_deterministic",
+    "check_advantage_extra_outputs",
+    "check_advantage_inputs_not_mutated",
+    "check_advantage_low_precision",
+    "check_advantage_masking",
+    "check_advantage_metadata",
+    "check_advantage_output",
+    "check_advantage_permutation",
+    "check_advantage_unknown_kwargs_rejected",
     "check_bf16_params",
     "check_closure",
     "check_cuda",

@@ -3,8 +3,9 @@
 Plugins are loaded strictly (``SWIFT_ZOO_STRICT_PLUGINS=1``), so a plugin that fails to load
 fails the command. torch and the checks are imported only after plugin discovery.
 
-Exit status: 0 when every check passed (or was skipped / an honoured exemption), 1 when a check
-failed, an exemption went stale, or a plugin or target failed to load; 2 when nothing matched.
+Exit status (the ``swift-zoo`` codes): 0 when every check passed (or was skipped / an honoured exemption),
+1 when a check failed or an exemption went stale, 2 when nothing matched (no entry, or ``-k`` selects no
+check), 3 when a plugin or a target failed to load.
 """
 
 from __future__ import annotations
@@ -14,10 +15,19 @@ import os
 import sys
 from typing import Any, TextIO
 
-from swift_zoo._registry import REGISTRY, STRICT_ENV, Entry, list_losses, list_optimizers, reload_plugins
+from swift_zoo._registry import (
+    REGISTRY,
+    STRICT_ENV,
+    Entry,
+    list_advantages,
+    list_losses,
+    list_optimizers,
+    reload_plugins,
+)
 from swift_zoo._specs import normalize_name
 
-EXIT_OK, EXIT_FAILED, EXIT_NO_MATCH = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_NO_MATCH, EXIT_PLUGIN = 0, 1, 2, 3
+LOAD_CHECK = "load"
 
 
 def _normal(text: str | None) -> str:
@@ -36,19 +46,24 @@ def entry_matches(entry: Entry, target: str) -> bool:
     }
 
 
+def _entries() -> list[Entry]:
+    return [*list_losses(), *list_optimizers(), *list_advantages()]
+
+
 def matching_entries(target: str) -> list[Entry]:
-    """Losses first, then optimizers, whose distribution / plugin / name matches ``target``."""
-    return [e for e in [*list_losses(), *list_optimizers()] if entry_matches(e, target)]
+    """Losses, then optimizers, then advantage estimators whose distribution / plugin / name matches ``target``."""
+    return [e for e in _entries() if entry_matches(e, target)]
 
 
 def _no_match_message(target: str) -> str:
-    entries = [*list_losses(), *list_optimizers()]
+    entries = _entries()
     distributions = sorted({e.distribution for e in entries if e.distribution})
     plugins = sorted({e.plugin.name for e in entries})
     return (
         f"swift-zoo check: nothing matches {target!r} (normalised {_normal(target)!r}). Searched the distribution "
-        f"names, plugin names and entry names of {len(list_losses())} losses and {len(list_optimizers())} "
-        f"optimizers. Distributions: {', '.join(distributions) or 'none'}; plugins: {', '.join(plugins) or 'none'}."
+        f"names, plugin names and entry names of {len(list_losses())} losses, {len(list_optimizers())} "
+        f"optimizers and {len(list_advantages())} advantage estimators. Distributions: "
+        f"{', '.join(distributions) or 'none'}; plugins: {', '.join(plugins) or 'none'}."
     )
 
 
@@ -60,28 +75,31 @@ def _failed_report(entry: Entry, check: str, message: str) -> Any:
 
 def run_entry(entry: Entry, pattern: str | None) -> Any:
     """The :class:`ConformanceReport` of one registry entry (a load failure is a failed ``load`` check)."""
-    from swift_zoo.testing._runner import check_loss, check_optimizer
+    from swift_zoo.testing._runner import check_advantage, check_loss, check_optimizer
 
     try:
         target = REGISTRY.load_entry(entry)
     except Exception as exc:
-        return _failed_report(entry, "load", f"could not load {entry.spec.target_path}: {type(exc).__name__}: {exc}")
+        message = f"could not load {entry.spec.target_path}: {type(exc).__name__}: {exc}"
+        return _failed_report(entry, LOAD_CHECK, message)
     try:
         if entry.kind == "loss":
             return check_loss(target, on_fail="collect", checks=pattern, label=entry.qualified_name)
+        if entry.kind == "advantage":
+            return check_advantage(target, on_fail="collect", checks=pattern, label=entry.qualified_name)
         return check_optimizer(entry.qualified_name, on_fail="collect", checks=pattern, label=entry.qualified_name)
     except Exception as exc:
         return _failed_report(entry, "build", f"could not build it for checking: {type(exc).__name__}: {exc}")
 
 
 def run_check_cli(target: str, *, as_json: bool = False, pattern: str | None = None, out: TextIO | None = None) -> int:
-    """Run every check on every loss and optimizer ``target`` matches; print a table or JSON.
+    """Run every check on every loss, optimizer and advantage estimator ``target`` matches; print a table or JSON.
 
     :param target: a distribution (``swift-loss-zoo``), a plugin (``loss_zoo``), an entry name
         (``cross_entropy``) or a qualified name (``loss_zoo:cross_entropy``); normalised.
     :param as_json: print ``{"target", "ok", "reports": [...]}`` instead of a table.
     :param pattern: restrict to checks matching a glob / substring (comma-separated alternatives).
-    :returns: 0 all passed, 1 failures (or a plugin failed to load), 2 nothing matched.
+    :returns: 0 all passed, 1 failures, 2 nothing matched (no entry, or no check), 3 a plugin or target failed to load.
     """
     out = sys.stdout if out is None else out
     previous = os.environ.get(STRICT_ENV)
@@ -93,12 +111,18 @@ def run_check_cli(target: str, *, as_json: bool = False, pattern: str | None = N
         except Exception as exc:
             message = f"swift-zoo check: plugin discovery failed (strict mode): {exc}"
             _emit(out, as_json, {"target": target, "ok": False, "error": message, "reports": []}, message)
-            return EXIT_FAILED
+            return EXIT_PLUGIN
         if not entries:
             message = _no_match_message(target)
             _emit(out, as_json, {"target": target, "ok": False, "error": message, "reports": []}, message)
             return EXIT_NO_MATCH
+        unselected = _pattern_selects_nothing(pattern, {entry.kind for entry in entries})
+        if unselected:
+            _emit(out, as_json, {"target": target, "ok": False, "error": unselected, "reports": []}, unselected)
+            return EXIT_NO_MATCH
         reports = [run_entry(entry, pattern) for entry in entries]
+        if pattern:  # subjects none of whose checks match the pattern (a loss check pattern on an estimator)
+            reports = [report for report in reports if report.results]
     finally:
         if previous is None:
             os.environ.pop(STRICT_ENV, None)
@@ -115,7 +139,24 @@ def run_check_cli(target: str, *, as_json: bool = False, pattern: str | None = N
         failed = sum(not r.ok for r in reports)
         verdict = "all passed" if ok else f"{failed} of {len(reports)} failed"
         out.write(f"swift-zoo check {target}: {len(reports)} checked, {verdict}\n")
+    if any(result.name == LOAD_CHECK and result.status == "failed" for report in reports for result in report):
+        return EXIT_PLUGIN
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _pattern_selects_nothing(pattern: str | None, kinds: set[str]) -> str | None:
+    """Why ``-k pattern`` is a usage error (it selects no check for the matched kinds), or ``None``."""
+    if pattern is None:
+        return None
+    from swift_zoo.testing._runner import loss_checks, optimizer_checks, select_checks
+
+    available = {**(loss_checks() if "loss" in kinds else {}), **(optimizer_checks() if "optimizer" in kinds else {})}
+    if select_checks(available, pattern):
+        return None
+    return (
+        f"swift-zoo check: -k {pattern!r} selects no check, so nothing would be checked; checks: "
+        f"{', '.join(available)}"
+    )
 
 
 def _emit(out: TextIO, as_json: bool, data: dict[str, Any], message: str) -> None:

@@ -24,6 +24,7 @@ from swift_zoo._config import build_loss
 from swift_zoo._errors import ConfigError, ConformanceError
 from swift_zoo._specs import _NAME_RE
 from swift_zoo.losses import REDUCTION_UNITS, BaseLoss, LossExample, TensorInput
+from swift_zoo.losses._masking import ignored_positions
 from swift_zoo.testing._report import CheckSkipped
 from swift_zoo.testing._subject import loss_instance
 from swift_zoo.testing._tensors import (
@@ -45,6 +46,7 @@ EXAMPLE_BATCH = 4
 GRADCHECK_BATCH = 2
 EXTREME_SCALE = 1e4
 LOW_PRECISION_SCALES = (1.0, 100.0)
+LOW_PRECISION_RTOL, LOW_PRECISION_ATOL = 1e-2, 1e-5
 MASK_PERTURBATION = 1e4
 _FORMULA_MARKERS = ("math::", ":math:", "=", "\\frac", "\\sum", "\\log", "\\exp", "\\ell", "\\sigma")
 _REFERENCE_RE = re.compile(r"^(arXiv:\d{4}\.\d{4,5}(v\d+)?|https?://\S+|doi:\S+)")
@@ -168,19 +170,7 @@ def check_metadata(loss: Any) -> str:
     """Name, formula docstring, reference, declared inputs, reduction unit, constructor and example."""
     loss = loss_instance(loss)
     cls = type(loss)
-    problems: list[str] = []
-    if not isinstance(cls.name, str) or not _NAME_RE.match(cls.name or ""):
-        problems.append(f"name: expected lower snake case (e.g. 'my_loss'), found {cls.name!r}")
-    doc = (cls.__dict__.get("__doc__") or "").strip()
-    if len(doc.splitlines()) < 2:
-        problems.append("docstring: expected a class docstring with the formula, defaults, inputs and a YAML snippet, "
-                        f"found {('one line: ' + repr(doc)) if doc else 'none'}")
-    elif not any(marker in doc for marker in _FORMULA_MARKERS):
-        problems.append("docstring: expected a formula (a '.. math::' block or an equation), found none")
-    if not cls.reference:
-        problems.append("reference: expected the paper, e.g. 'arXiv:2305.18290', found ''")
-    elif not _REFERENCE_RE.match(cls.reference):
-        problems.append(f"reference: expected 'arXiv:NNNN.NNNNN', a URL or 'doi:...', found {cls.reference!r}")
+    problems = identity_problems(cls, "my_loss", "arXiv:2305.18290")
     if not loss.inputs or not all(isinstance(spec, TensorInput) for spec in loss.inputs):
         problems.append(f"inputs: expected a non-empty tuple of TensorInput, found {loss.inputs!r}")
     else:
@@ -210,12 +200,31 @@ def check_metadata(loss: Any) -> str:
     return f"{len(loss.inputs)} inputs, unit {cls.reduction_unit}, {cls.reference}"
 
 
-def _constructor_problems(loss: BaseLoss) -> list[str]:
+def identity_problems(cls: type, example_name: str, example_reference: str) -> list[str]:
+    """What is wrong with a class's name, formula docstring and reference (losses and estimators alike)."""
+    problems = []
+    if not isinstance(cls.name, str) or not _NAME_RE.match(cls.name or ""):
+        problems.append(f"name: expected lower snake case (e.g. {example_name!r}), found {cls.name!r}")
+    doc = (cls.__dict__.get("__doc__") or "").strip()
+    if len(doc.splitlines()) < 2:
+        problems.append("docstring: expected a class docstring with the formula, defaults, inputs and a YAML snippet, "
+                        f"found {('one line: ' + repr(doc)) if doc else 'none'}")
+    elif not any(marker in doc for marker in _FORMULA_MARKERS):
+        problems.append("docstring: expected a formula (a '.. math::' block or an equation), found none")
+    if not cls.reference:
+        problems.append(f"reference: expected the paper, e.g. {example_reference!r}, found ''")
+    elif not _REFERENCE_RE.match(cls.reference):
+        problems.append(f"reference: expected 'arXiv:NNNN.NNNNN', a URL or 'doi:...', found {cls.reference!r}")
+    return problems
+
+
+def _constructor_problems(loss: Any, base: type = BaseLoss) -> list[str]:
+    """What is wrong with the constructor of ``loss``'s class (a loss, or an estimator with ``base``)."""
     import inspect
 
     problems = []
     init = type(loss).__init__
-    if init is BaseLoss.__init__:
+    if init is base.__init__:
         return problems
     for name, param in inspect.signature(init).parameters.items():
         if name == "self":
@@ -237,23 +246,25 @@ def _constructor_problems(loss: BaseLoss) -> list[str]:
 @runs_single_threaded
 def check_unknown_kwargs_rejected(loss: Any) -> str:
     """``swift_zoo.build_loss(cls, definitely_not_a_kwarg=1)`` raises ``ConfigError``."""
-    loss = loss_instance(loss)
-    cls = type(loss)
+    return unknown_kwargs_rejected("check_unknown_kwargs_rejected", loss_instance(loss), build_loss)
+
+
+def unknown_kwargs_rejected(check: str, subject: Any, builder: Callable[..., Any]) -> str:
+    """The body of the unknown-kwargs checks: ``builder(cls, definitely_not_a_kwarg=1)`` must raise ``ConfigError``."""
+    cls = type(subject)
+    call = f"swift_zoo.{builder.__name__}({cls.__name__}, definitely_not_a_kwarg=1)"
     try:
-        built = build_loss(cls, **dict(cls.example_kwargs()), definitely_not_a_kwarg=1)
+        built = builder(cls, **dict(cls.example_kwargs()), definitely_not_a_kwarg=1)
     except ConfigError as exc:
         return f"ConfigError: {exc}"
     except Exception as exc:
-        message = (
-            f"expected swift_zoo.build_loss({cls.__name__}, definitely_not_a_kwarg=1) to raise "
-            f"swift_zoo.ConfigError, found {type(exc).__name__}: {exc}"
-        )
-        raise _fail("check_unknown_kwargs_rejected", loss, message) from exc
+        message = f"expected {call} to raise swift_zoo.ConfigError, found {type(exc).__name__}: {exc}"
+        raise ConformanceError(check, subject.display_name, message) from exc
     message = (
-        f"expected swift_zoo.build_loss({cls.__name__}, definitely_not_a_kwarg=1) to raise swift_zoo.ConfigError, "
-        f"found it built {built!r}; take keyword-only hyperparameters, never **kwargs"
+        f"expected {call} to raise swift_zoo.ConfigError, found it built {built!r}; take keyword-only "
+        "hyperparameters, never **kwargs"
     )
-    raise _fail("check_unknown_kwargs_rejected", loss, message)
+    raise ConformanceError(check, subject.display_name, message)
 
 
 @runs_single_threaded
@@ -386,6 +397,7 @@ def check_inputs_not_mutated(loss: Any) -> str:
     before_keys = list(example.model_outputs)
     versions = {key: tensor._version for key, tensor in tensors_of(example).items()}
     out = _forward(name, loss, example)  # plain tensors: an in-place write is allowed by autograd here
+    _require_scalar(name, loss, out)
     if keys and out.requires_grad:
         out.backward()
     _compare_inputs(name, loss, example, before, versions, before_keys, "a forward and backward")
@@ -394,6 +406,7 @@ def check_inputs_not_mutated(loss: Any) -> str:
     before = {key: tensor.detach().clone() for key, tensor in tensors_of(grad_example).items()}
     versions = {key: tensor._version for key, tensor in tensors_of(grad_example).items()}
     out = _forward(name, loss, grad_example, what="inputs that require grad")
+    _require_scalar(name, loss, out)
     if out.requires_grad:
         out.backward()
     _compare_inputs(name, loss, grad_example, before, versions, before_keys, "a forward and backward")
@@ -445,6 +458,16 @@ def check_microbatch_split(loss: Any) -> str:
     bounds = [(0, size // 2), (size // 2, size)]
     parts = [_split_example(example, batched, a, b) for a, b in bounds]
     counts = [_count_units(name, loss, part) for part in parts]
+    for (a, b), part, count in zip(bounds, parts, counts):
+        declared = _declared_token_count(loss, part)
+        if declared is not None and count != declared:
+            message = (
+                f"expected count_units on rows {a}:{b} to count the {declared} tokens the declared masks keep "
+                f"(reduction_unit='token'), found {count}: a loss that averages each row first weighs the tokens of "
+                "short rows more (it is sequence-level: declare reduction_unit='sequence'), or count_units counts "
+                "something else"
+            )
+            raise _fail(name, loss, message)
     total_units = sum(counts)
     if bool(torch.as_tensor(total_units).le(0).any()):
         message = f"expected example_inputs to have counted units, found count_units = {counts}"
@@ -455,7 +478,8 @@ def check_microbatch_split(loss: Any) -> str:
     part_losses = []
     for (a, b), part in zip(bounds, [_split_example(leaf_example, batched, a, b) for a, b in bounds]):
         part_losses.append(_forward(name, loss, part, total_units, what=f"micro-batch rows {a}:{b}"))
-    summed = torch.stack([p.reshape(()) for p in part_losses]).sum()
+        _require_scalar(name, loss, part_losses[-1])
+    summed = torch.stack(part_losses).sum()
     if keys and summed.requires_grad:
         summed.backward()
     split_grads = {key: leaf.grad for key, leaf in leaves.items()}
@@ -496,6 +520,26 @@ def check_microbatch_split(loss: Any) -> str:
     return f"rows {bounds}, units {counts}, loss {fmt(full)}"
 
 
+def _declared_token_count(loss: BaseLoss, example: LossExample) -> int | None:
+    """For ``reduction_unit='token'``: the tokens the declared masks keep, read from the declarations alone (not
+    from the loss's own ``count_units``), or ``None`` when they do not say (another unit, several masks, shifts)."""
+    if loss.reduction_unit != "token":
+        return None
+    if example.labels is not None:
+        from_labels = loss.count_units_from_labels(example.labels)
+        if from_labels is not None:
+            return int(from_labels)
+    masks = {spec.masked_by for spec in loss.inputs if spec.masked_by}
+    if len(masks) != 1:
+        return None
+    (key,) = masks
+    mask_spec, mask = _spec_by_key(loss).get(key), get_input(example, key)
+    shifted = any(spec.mask_shift for spec in loss.inputs if spec.masked_by == key)
+    if mask_spec is None or mask_spec.role != "mask" or mask is None or shifted:
+        return None
+    return int((mask != 0).sum())
+
+
 def _count_units(check: str, loss: BaseLoss, example: LossExample) -> int | torch.Tensor:
     """One whole number, or (composite losses) a 1-D tensor of whole numbers, one per sub-loss."""
     try:
@@ -520,33 +564,15 @@ def _count_units(check: str, loss: BaseLoss, example: LossExample) -> int | torc
 
 def _ignored_positions(loss: BaseLoss, spec: TensorInput, example: LossExample) -> torch.Tensor | None:
     """Bool tensor (shape of ``spec``'s data) of the positions its ``masked_by`` mask declares ignored."""
-    data = get_input(example, spec.key)
-    mask = get_input(example, spec.masked_by)
-    if data is None or mask is None or not data.is_floating_point():
-        return None
-    mask_spec = _spec_by_key(loss).get(spec.masked_by)
-    if mask_spec is not None and mask_spec.role == "labels":
-        ignored = mask == getattr(loss, "ignore_index", -100)
-    else:
-        ignored = mask == 0
-    if spec.mask_shift:
-        length = ignored.shape[-1]
-        shifted = torch.ones_like(ignored)
-        s = spec.mask_shift
-        if s > 0 and s < length:
-            shifted[..., : length - s] = ignored[..., s:]
-        elif s < 0 and -s < length:
-            shifted[..., -s:] = ignored[..., : length + s]
-        ignored = shifted
-    ignored = ignored.to(data.device)
-    while ignored.dim() < data.dim():
-        ignored = ignored.unsqueeze(-1)
-    return ignored.expand_as(data)
+    inputs = {key: value for key, value in tensors_of(example).items()}
+    ignored = ignored_positions(spec, _spec_by_key(loss), inputs, getattr(loss, "ignore_index", -100))
+    return None if ignored is None else ignored.expand_as(inputs[spec.key])
 
 
 @runs_single_threaded
 def check_masking(loss: Any) -> str:
-    """Large values at positions a mask declares ignored change neither the loss nor other gradients."""
+    """Large values, then NaN, at positions a mask declares ignored change neither the loss nor the gradients:
+    exactly 0 at those positions, finite and unchanged elsewhere."""
     name = "check_masking"
     loss = loss_instance(loss)
     masked = [spec for spec in loss.inputs if spec.masked_by]
@@ -565,45 +591,57 @@ def check_masking(loss: Any) -> str:
         )
         raise _fail(name, loss, message)
     generator = torch.Generator().manual_seed(1)
-    perturbed_values = {}
+    noise_values, nan_values = {}, {}
     for key, positions in ignored.items():
         data = get_input(example, key)
         noise = torch.randn(data.shape, generator=generator, dtype=torch.float32).sign() * MASK_PERTURBATION
-        noise = noise.to(device=data.device, dtype=data.dtype)
-        perturbed_values[key] = torch.where(positions, noise, data)
-    perturbed = replace_inputs(example, perturbed_values)
+        noise_values[key] = torch.where(positions, noise.to(device=data.device, dtype=data.dtype), data)
+        nan_values[key] = torch.where(positions, torch.full_like(data, float("nan")), data)
     keys = _differentiable_keys(loss, example)
     base, base_grads = _loss_and_grads(name, loss, example, keys)
-    found, found_grads = _loss_and_grads(name, loss, perturbed, keys, what="inputs perturbed at ignored positions")
     count = sum(int(p.sum()) for p in ignored.values())
     where = ", ".join(where_of(k) for k in ignored)
-    if not close(found, base, rtol=1e-5, atol=1e-6):
-        message = (
-            f"expected the loss unchanged when {count} ignored position(s) of {where} are set to "
-            f"±{MASK_PERTURBATION:g}, found {fmt(found)} instead of {fmt(base)}: masked positions leak into the loss"
-        )
-        raise _fail(name, loss, message)
-    for key in keys:
-        grad, reference = found_grads[key], base_grads[key]
-        if grad is None or reference is None:
-            continue
-        if key in ignored:
-            at_ignored = grad[ignored[key]]
-            if not all_finite(at_ignored) or bool((at_ignored != 0).any()):
-                message = (
-                    f"expected zero gradient at the {int(ignored[key].sum())} ignored position(s) of {where_of(key)}, "
-                    f"found max |grad| {fmt(at_ignored.abs().max())} there"
-                )
-                raise _fail(name, loss, message)
-            keep = ~ignored[key]
-            grad, reference = grad[keep], reference[keep]
-        if not close(grad, reference, rtol=1e-5, atol=1e-6):
+    for filled, values in ((f"±{MASK_PERTURBATION:g}", noise_values), ("NaN", nan_values)):
+        what = f"inputs set to {filled} at ignored positions"
+        found, found_grads = _loss_and_grads(name, loss, replace_inputs(example, values), keys, what=what)
+        if not close(found, base, rtol=1e-5, atol=1e-6):
             message = (
-                f"expected the gradient of {where_of(key)} at counted positions unchanged by values at ignored "
-                f"positions, found max |diff| {fmt(max_abs_diff(grad, reference))}"
+                f"expected the loss unchanged when {count} ignored position(s) of {where} are set to {filled}, "
+                f"found {fmt(found)} instead of {fmt(base)}: masked positions leak into the loss"
             )
             raise _fail(name, loss, message)
-    return f"{count} ignored position(s) of {where} perturbed"
+        for key in keys:
+            _compare_masked_gradient(name, loss, key, found_grads[key], base_grads[key], ignored.get(key), filled)
+    return f"{count} ignored position(s) of {where} set to ±{MASK_PERTURBATION:g} and to NaN"
+
+
+def _compare_masked_gradient(name: str, loss: BaseLoss, key: str, grad: torch.Tensor | None,
+                             reference: torch.Tensor | None, ignored: torch.Tensor | None, filled: str) -> None:
+    """The gradient with ignored positions set to ``filled``: exactly 0 there, finite and unchanged elsewhere."""
+    if grad is None or reference is None:
+        return
+    if ignored is not None:
+        at_ignored = grad[ignored]
+        if not all_finite(at_ignored) or bool((at_ignored != 0).any()):
+            message = (
+                f"expected zero gradient at the {int(ignored.sum())} ignored position(s) of {where_of(key)} set to "
+                f"{filled}, found max |grad| {fmt(at_ignored.abs().max())} there: values the mask ignores reach "
+                "the gradient (compute only on kept positions, or let BaseLoss.forward guard the input)"
+            )
+            raise _fail(name, loss, message)
+        grad, reference = grad[~ignored], reference[~ignored]
+    if not all_finite(grad):
+        message = (
+            f"expected a finite gradient of {where_of(key)} at counted positions with ignored positions set to "
+            f"{filled}, found {int((~torch.isfinite(grad)).sum())} non-finite value(s)"
+        )
+        raise _fail(name, loss, message)
+    if not close(grad, reference, rtol=1e-5, atol=1e-6):
+        message = (
+            f"expected the gradient of {where_of(key)} at counted positions unchanged by {filled} at ignored "
+            f"positions, found max |diff| {fmt(max_abs_diff(grad, reference))}"
+        )
+        raise _fail(name, loss, message)
 
 
 @runs_single_threaded
@@ -650,23 +688,34 @@ def check_permutation(loss: Any) -> str:
 
 @runs_single_threaded
 def check_low_precision(loss: Any) -> str:
-    """bfloat16 and float16 inputs (as given, and differentiable ones x100) give a finite loss and gradients."""
+    """bfloat16 and float16 inputs (as given, and differentiable ones x100) give a finite loss and gradients, and
+    the loss the same inputs give in float32 (within ``rtol`` 1e-2): a result that is finite but depends on the
+    input dtype (a clamp chosen per dtype) is as wrong as a NaN."""
     name = "check_low_precision"
     loss = loss_instance(loss)
     notes = []
     for dtype in (torch.bfloat16, torch.float16):
         base = _example(name, loss, dtype=dtype)
         keys = _differentiable_keys(loss, base)
+        short = str(dtype).replace("torch.", "")
         for scale in LOW_PRECISION_SCALES:
             example = cast_floats(base, torch.float32)
             if scale != 1.0:
                 example = replace_inputs(example, {k: get_input(example, k) * scale for k in keys})
             example = cast_floats(example, dtype)
-            what = f"{str(dtype).replace('torch.', '')} inputs" + (f" (differentiable inputs x{scale:g})"
-                                                                    if scale != 1.0 else "")
+            what = f"{short} inputs" + (f" (differentiable inputs x{scale:g})" if scale != 1.0 else "")
             value, grads = _loss_and_grads(name, loss, example, keys, what=what)
             _require_finite(name, loss, value, grads, what)
-            notes.append(f"{str(dtype).replace('torch.', '')} x{scale:g}: {fmt(value)}")
+            reference = _forward(name, loss, cast_floats(example, torch.float32), what=f"{what} cast to float32")
+            if not close(value.reshape(()), reference.detach().reshape(()), rtol=LOW_PRECISION_RTOL,
+                         atol=LOW_PRECISION_ATOL):
+                message = (
+                    f"expected the loss for {what} to match the loss of the same values in float32, {fmt(reference)}, "
+                    f"within rtol {LOW_PRECISION_RTOL:g}, found {fmt(value)}: compute in float32 whatever the input "
+                    "dtype (swift_zoo.ops.upcast), with the same constants for every dtype"
+                )
+                raise _fail(name, loss, message)
+            notes.append(f"{short} x{scale:g}: {fmt(value)}")
     return "; ".join(notes)
 
 

@@ -19,8 +19,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from swift_zoo.testing._report import CheckSkipped
-from swift_zoo.testing._runner import _exemptions, loss_checks, optimizer_checks, select_checks
+from swift_zoo.testing._runner import _exemptions, advantage_checks, loss_checks, optimizer_checks, select_checks
 from swift_zoo.testing._subject import (
+    advantage_instance,
+    is_advantage_like,
     is_loss_like,
     is_optimizer_like,
     loss_instance,
@@ -58,7 +60,7 @@ class BoundCheck:
 def conformance_cases(subjects: Iterable[Any], *, expected_failures: ExpectedFailures = None,
                       checks: str | Iterable[str] | None = None) -> list[tuple[str, Any, BoundCheck, str | None]]:
     """``(test id, subject, check, exemption reason or None)`` for every applicable pair."""
-    every = {**loss_checks(), **optimizer_checks()}
+    every = {**loss_checks(), **optimizer_checks(), **advantage_checks()}
     if checks is not None and not isinstance(checks, str):
         checks = list(checks)
         unknown = [name for name in checks if name not in every]
@@ -72,6 +74,11 @@ def conformance_cases(subjects: Iterable[Any], *, expected_failures: ExpectedFai
             subject: Any = loss_instance(obj)
             label = loss_label(obj)
             owner = obj
+        elif is_advantage_like(obj):
+            available = advantage_checks()
+            subject = advantage_instance(obj)
+            label = loss_label(obj)
+            owner = obj
         elif is_optimizer_like(obj) or isinstance(obj, str):
             subject = optimizer_subject(obj)
             available = optimizer_checks()
@@ -79,7 +86,7 @@ def conformance_cases(subjects: Iterable[Any], *, expected_failures: ExpectedFai
             owner = subject.cls
         else:
             message = (
-                "parametrize_with_checks takes loss instances or classes, optimizer classes, "
+                "parametrize_with_checks takes loss or advantage-estimator instances or classes, optimizer classes, "
                 f"(optimizer class, kwargs) pairs or registered optimizer names; got {obj!r}"
             )
             raise TypeError(message)
@@ -100,8 +107,8 @@ def parametrize_with_checks(
 ) -> Any:
     """A ``pytest.mark.parametrize("subject, check", ...)`` decorator over every (subject, check) pair.
 
-    :param subjects: loss instances or classes, optimizer classes, ``(optimizer class, kwargs)``
-        pairs, or registered optimizer names.
+    :param subjects: loss or advantage-estimator instances or classes, optimizer classes,
+        ``(optimizer class, kwargs)`` pairs, or registered optimizer names.
     :param expected_failures: ``{check name: reason}`` (or a callable ``subject -> dict``), merged
         over each class's ``conformance_exemptions``; these become ``pytest.mark.xfail(strict=strict)``.
     :param strict: a stale exemption (the check passes) fails the test run.

@@ -63,7 +63,7 @@ class ConformanceReport:
     """
 
     subject: str
-    kind: str  # "loss" or "optimizer"
+    kind: str  # "loss", "optimizer" or "advantage"
     results: list[CheckResult] = field(default_factory=list)
     strict: bool = True
 

@@ -16,11 +16,14 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from swift_zoo._errors import ConformanceError
+from swift_zoo.testing._advantage_checks import ADVANTAGE_CHECKS
 from swift_zoo.testing._loss_checks import LOSS_CHECKS
 from swift_zoo.testing._optimizer_checks import OPTIMIZER_CHECKS
 from swift_zoo.testing._report import CheckResult, CheckSkipped, ConformanceReport
 from swift_zoo.testing._subject import (
+    advantage_instance,
     exemptions_of,
+    is_advantage_like,
     is_loss_like,
     loss_instance,
     loss_label,
@@ -34,6 +37,11 @@ ON_FAIL = ("raise", "collect")
 def loss_checks() -> dict[str, Callable[..., str]]:
     """Every loss check by name, in the order the suite runs them."""
     return {check.__name__: check for check in LOSS_CHECKS}
+
+
+def advantage_checks() -> dict[str, Callable[..., str]]:
+    """Every advantage-estimator check by name, in the order the suite runs them."""
+    return {check.__name__: check for check in ADVANTAGE_CHECKS}
 
 
 def optimizer_checks() -> dict[str, Callable[..., str]]:
@@ -136,11 +144,17 @@ def check_loss(
     :param strict: an exempted check that passes (``xpass``) counts as a failure.
     :param label: the subject's name in the report (default: the class name).
     """
-    available = loss_checks()
-    exemptions = _exemptions(loss, expected_failures, available)
-    instance = loss_instance(loss)
-    return _run("loss", label or loss_label(loss), select_checks(available, checks), (instance,), exemptions,
-                on_fail, strict)
+    return _check_instance("loss", loss_checks(), loss, loss_instance, on_fail=on_fail, checks=checks,
+                           expected_failures=expected_failures, strict=strict, label=label)
+
+
+def _check_instance(kind: str, available: Mapping[str, Callable[..., str]], obj: Any,
+                    instance: Callable[[Any], Any], **options: Any) -> ConformanceReport:
+    """The checks of ``kind`` on the instance ``instance(obj)`` (losses and advantage estimators)."""
+    exemptions = _exemptions(obj, options["expected_failures"], available)
+    subject = instance(obj)
+    return _run(kind, options["label"] or loss_label(obj), select_checks(available, options["checks"]), (subject,),
+                exemptions, options["on_fail"], options["strict"])
 
 
 def check_optimizer(
@@ -166,8 +180,25 @@ def check_optimizer(
                 on_fail, strict)
 
 
+def check_advantage(
+    estimator: Any,
+    *,
+    on_fail: str = "raise",
+    checks: str | Iterable[str] | None = None,
+    expected_failures: Mapping[str, str] | None = None,
+    strict: bool = True,
+    label: str | None = None,
+) -> ConformanceReport:
+    """Run the advantage-estimator checks on ``estimator`` (an instance, a ``BaseAdvantage`` subclass or a
+    registered name); parameters as in :func:`check_loss`."""
+    return _check_instance("advantage", advantage_checks(), estimator, advantage_instance, on_fail=on_fail,
+                           checks=checks, expected_failures=expected_failures, strict=strict, label=label)
+
+
 def check_any(obj: Any, **kwargs: Any) -> ConformanceReport:
-    """:func:`check_loss` for losses, :func:`check_optimizer` for optimizers."""
+    """:func:`check_loss` for losses, :func:`check_advantage` for estimators, :func:`check_optimizer` otherwise."""
     if is_loss_like(obj):
         return check_loss(obj, **kwargs)
+    if is_advantage_like(obj):
+        return check_advantage(obj, **kwargs)
     return check_optimizer(obj, **kwargs)

@@ -13,8 +13,9 @@ from typing import Any
 
 import torch
 
-from swift_zoo._config import build_loss
+from swift_zoo._config import build_advantage, build_loss
 from swift_zoo._registry import REGISTRY
+from swift_zoo.advantages import BaseAdvantage
 from swift_zoo.losses import BaseLoss
 
 
@@ -22,7 +23,7 @@ def exemptions_of(obj: Any) -> dict[str, str]:
     """The ``conformance_exemptions`` a class (or the class of an instance, or of a registered name) declares."""
     if isinstance(obj, str):
         entry = None
-        for kind in ("loss", "optimizer"):
+        for kind in ("loss", "optimizer", "advantage"):
             try:
                 entry = REGISTRY.resolve(kind, obj)
                 break
@@ -46,6 +47,27 @@ def is_loss_like(obj: Any) -> bool:
     return isinstance(obj, BaseLoss) or (isinstance(obj, type) and issubclass(obj, BaseLoss))
 
 
+def is_advantage_like(obj: Any) -> bool:
+    return isinstance(obj, BaseAdvantage) or (isinstance(obj, type) and issubclass(obj, BaseAdvantage))
+
+
+def _instance(obj: Any, kind: str, base: type, builder: Any, base_path: str) -> Any:
+    """``obj`` itself when an instance of ``base``, else built from a class / registered name of ``kind``
+    with its ``example_kwargs()``."""
+    if isinstance(obj, base):
+        return obj
+    cls = REGISTRY.load(kind, obj) if isinstance(obj, str) else obj
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        message = f"expected a {base_path} instance or subclass, got {obj!r}"
+        raise TypeError(message)
+    return builder(cls, **dict(cls.example_kwargs()))
+
+
+def advantage_instance(obj: Any) -> BaseAdvantage:
+    """An estimator instance: ``obj`` itself, or built from a class / registered name with its ``example_kwargs()``."""
+    return _instance(obj, "advantage", BaseAdvantage, build_advantage, "swift_zoo.advantages.BaseAdvantage")
+
+
 def is_optimizer_like(obj: Any) -> bool:
     if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[1], Mapping):
         obj = obj[0]
@@ -54,13 +76,7 @@ def is_optimizer_like(obj: Any) -> bool:
 
 def loss_instance(obj: Any) -> BaseLoss:
     """A loss instance: ``obj`` itself, or built from a class / registered name with its ``example_kwargs()``."""
-    if isinstance(obj, BaseLoss):
-        return obj
-    cls = REGISTRY.load("loss", obj) if isinstance(obj, str) else obj
-    if not (isinstance(cls, type) and issubclass(cls, BaseLoss)):
-        message = f"expected a swift_zoo.BaseLoss instance or subclass, got {obj!r}"
-        raise TypeError(message)
-    return build_loss(cls, **dict(cls.example_kwargs()))
+    return _instance(obj, "loss", BaseLoss, build_loss, "swift_zoo.BaseLoss")
 
 
 def loss_label(obj: Any) -> str:

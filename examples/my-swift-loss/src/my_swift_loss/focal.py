@@ -30,7 +30,7 @@ class FocalTokenLoss(BaseLoss):
     reduction_unit = "token"
     inputs = (
         TensorInput("logits", ("B", "T", "V"), differentiable=True, masked_by="labels", mask_shift=1),
-        TensorInput("labels", ("B", "T"), dtype="int", role="labels"),
+        TensorInput("labels", ("B", "T"), dtype="int", role="labels", domain="index:V"),
     )
 
     def __init__(self, *, gamma: float = 2.0) -> None:

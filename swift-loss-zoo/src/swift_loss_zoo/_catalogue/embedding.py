@@ -31,6 +31,13 @@ SPECS = [
         reference="arXiv:2101.08751",
     ),
     LossSpec(
+        "matryoshka",
+        f"{_MODULE}.matryoshka:MatryoshkaLoss",
+        aliases=("mrl",),
+        summary="Any embedding loss on several leading slices of the embeddings, weighted (ms-swift --mrl_dims)",
+        reference="arXiv:2205.13147",
+    ),
+    LossSpec(
         "online_contrastive",
         f"{_MODULE}.online_contrastive:OnlineContrastiveLoss",
         summary="Contrastive loss on the hard positive and hard negative pairs of the batch",

@@ -1,4 +1,4 @@
-"""On-policy RL losses: the GRPO family, CISPO, SAPO, GSPO, PPO and a KL penalty."""
+"""On-policy RL losses: the GRPO family, CISPO, SAPO, GSPO, LUSPO, GMPO, VESPO, GPG, Clip-Cov, KL-Cov, PPO, a KL penalty."""
 
 from swift_zoo import LossSpec
 
@@ -26,10 +26,28 @@ SPECS = [
     LossSpec("gspo", f"{_MODULE}.gspo:GSPOLoss",
              summary="GSPO: clipped sequence-level (length-normalised) importance ratio",
              reference="arXiv:2507.18071"),
+    LossSpec("luspo", f"{_MODULE}.luspo:LUSPOLoss",
+             summary="LUSPO: GSPO with each completion's loss scaled by its length (token sum per completion)",
+             reference="arXiv:2602.05261"),
+    LossSpec("gmpo", f"{_MODULE}.gmpo:GMPOLoss",
+             summary="GMPO: clipped objective on the geometric mean of a completion's token ratios (verl geo_mean)",
+             reference="arXiv:2507.20673"),
+    LossSpec("vespo", f"{_MODULE}.vespo:VESPOLoss",
+             summary="VESPO: detached Gamma-shaped weight of the sequence ratio on REINFORCE, no hard clip",
+             reference="arXiv:2602.10693"),
+    LossSpec("gpg", f"{_MODULE}.gpg:GPGLoss",
+             summary="GPG: plain policy gradient -A log pi per token, no ratio and no clipping",
+             reference="arXiv:2504.02546"),
+    LossSpec("clip_cov", f"{_MODULE}.clip_cov:ClipCovLoss",
+             summary="Clip-Cov: PPO clipping plus a few high-covariance tokens removed from the loss",
+             reference="arXiv:2505.22617"),
+    LossSpec("kl_cov", f"{_MODULE}.kl_cov:KLCovLoss",
+             summary="KL-Cov: unclipped ratio objective with a |log ratio| penalty on the highest-covariance tokens",
+             reference="arXiv:2505.22617"),
     LossSpec("ppo", f"{_MODULE}.ppo:PPOLoss",
              summary="PPO: clipped policy surrogate + clipped value loss - entropy bonus, per token",
              reference="arXiv:1707.06347"),
     LossSpec("kl_penalty", f"{_MODULE}.kl_penalty:KLPenaltyLoss",
-             summary="Per-token KL(policy || reference) estimate: k1, k2 or k3",
+             summary="Per-token KL(policy || reference) estimate: k1, k2, k3, abs, k1+ or k3+",
              reference="arXiv:1707.06347"),
 ]

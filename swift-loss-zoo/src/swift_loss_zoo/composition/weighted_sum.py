@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from swift_loss_zoo._equivalents import call, flags, ms_swift, trl
 from swift_zoo import (
     BaseLoss,
     ConfigError,
@@ -145,6 +146,18 @@ class WeightedSumLoss(BaseLoss):
 
     name = "weighted_sum"
     reference = "arXiv:2411.10442"
+    equivalents = (
+        trl(call("DPOConfig", loss_type=["sigmoid", "bco_pair", "sft"], loss_weights=[0.8, 0.2, 1.0]),
+            {"losses": [{"type": "dpo", "weight": 0.8}, {"type": "bco_pair", "weight": 0.2},
+                        {"type": "sft", "weight": 1.0}]},
+            settings="MPO"),
+        ms_swift(flags(rlhf_type="dpo", loss_type="sigmoid bco_pair sft", loss_weights="0.8 0.2 1.0"),
+                 {"losses": [{"type": "dpo", "weight": 0.8}, {"type": "bco_pair", "weight": 0.2},
+                             {"type": "sft", "weight": 1.0}]},
+                 settings="MPO",
+                 differs="ms-swift's bco_pair subtracts a running mean delta of the rewards (see bco_pair); with a "
+                         "frozen delta the terms match"),
+    )
     reduction_unit = "batch"
 
     def __init__(self, *, losses: list[dict[str, Any]]) -> None:

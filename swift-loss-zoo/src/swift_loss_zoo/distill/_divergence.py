@@ -10,6 +10,18 @@ nothing and cannot leak into the loss or its gradient. Unit: a **token**.
 Both distributions are softened by the same ``temperature``: ``log p = log_softmax(logits / T)``,
 in float32 at least. No ``T**2`` factor is applied (as TRL's GKD): multiply the weight instead
 if you want Hinton's gradient scale.
+
+Reductions (:data:`REDUCTIONS`; ``generalized_jsd`` takes them as ``reduction``), each a unit of the one
+normalisation rule ``sum(per-unit losses) / N``:
+
+* ``"token_mean"`` -- unit ``token``: one loss per counted token, ``N`` = counted tokens (TRL's GKD
+  ``"batchmean"`` with labels, ms-swift's GKD, TRL's ``DistillationTrainer``);
+* ``"batchmean"`` -- unit ``sequence``: one loss per row, the sum over its counted tokens, ``N`` = rows
+  (``torch.nn.KLDivLoss(reduction="batchmean")``: the sum divided by the batch size; TRL's
+  ``generalized_jsd_loss(..., labels=None, reduction="batchmean")``);
+* ``"sum"`` -- unit ``batch``: one loss per micro-batch, the sum over its counted tokens, ``N`` = 1, or
+  the number of micro-batches when ``num_items_in_batch`` is given (so gradient accumulation averages
+  the sums, as a trainer that divides by the accumulation steps does); declared ``batch_dependent``.
 """
 
 from __future__ import annotations
@@ -19,8 +31,14 @@ from typing import ClassVar
 import torch
 
 from swift_zoo import BaseLoss, LossExample, TensorInput, UnitLosses
-from swift_zoo.losses import require_positive
+from swift_zoo.losses import require_choice, require_positive
 from swift_zoo.ops import shift_labels, upcast
+
+REDUCTIONS = {"token_mean": "token", "batchmean": "sequence", "sum": "batch"}
+_SUM_REASON = (
+    "reduction='sum': the loss of a micro-batch is the sum over its own tokens, so it grows with the "
+    "micro-batch size and a split batch (whose sums are averaged over the micro-batches) differs by design"
+)
 
 
 def distillation_inputs() -> tuple[TensorInput, ...]:
@@ -29,7 +47,7 @@ def distillation_inputs() -> tuple[TensorInput, ...]:
                     doc="next-token logits of the student"),
         TensorInput("teacher_logits", ("B", "T", "V"), masked_by="labels", mask_shift=1,
                     doc="next-token logits of the teacher, same tokens"),
-        TensorInput("labels", ("B", "T"), dtype="int", role="labels",
+        TensorInput("labels", ("B", "T"), dtype="int", role="labels", domain="index:V",
                     doc="token ids, -100 where nothing is distilled (only the mask is used)"),
     )
 
@@ -41,10 +59,27 @@ class LogitDivergenceLoss(BaseLoss):
     reduction_unit: ClassVar[str] = "token"
 
     temperature: float
+    reduction: str = "token_mean"
 
     def configure_temperature(self, temperature: float, ignore_index: int) -> None:
         self.temperature = require_positive(self.display_name, "temperature", temperature)
         self.ignore_index = ignore_index
+
+    def configure_reduction(self, reduction: str) -> None:
+        """Set ``reduction`` (one of :data:`REDUCTIONS`) and the reduction unit it implies."""
+        self.reduction = require_choice(self.display_name, "reduction", reduction, tuple(REDUCTIONS))
+        self.reduction_unit = REDUCTIONS[reduction]
+        self.batch_dependent = _SUM_REASON if reduction == "sum" else None
+
+    def reduce_tokens(self, divergences: torch.Tensor, keep: torch.Tensor) -> UnitLosses:
+        """Per-unit losses for :attr:`reduction` from the ``[N]`` divergences of the counted positions ``keep``."""
+        if self.reduction == "token_mean":
+            return UnitLosses(divergences)
+        if self.reduction == "sum":
+            return UnitLosses(divergences.sum().reshape(1))
+        rows = keep.nonzero()[:, 0].to(divergences.device)
+        per_row = torch.zeros(keep.shape[0], dtype=divergences.dtype, device=divergences.device)
+        return UnitLosses(per_row.index_add(0, rows, divergences))
 
     def divergence(self, student_logp: torch.Tensor, teacher_logp: torch.Tensor) -> torch.Tensor:
         """``[N]`` divergences from ``[N, V]`` student and teacher log-probabilities."""
@@ -63,10 +98,15 @@ class LogitDivergenceLoss(BaseLoss):
         with torch.no_grad():
             agree = (student_logp.argmax(-1) == teacher_logp.argmax(-1)).to(student_logp.dtype)
             self.record_metrics(top1_agreement=agree.mean() if agree.numel() else agree.sum())
-        return UnitLosses(self.divergence(student_logp, teacher_logp))
+        return self.reduce_tokens(self.divergence(student_logp, teacher_logp), keep)
 
     def count_units(self, model_outputs, labels=None) -> torch.Tensor:
-        return self.counted_positions(self.validate(model_outputs, labels)["labels"]).sum()
+        labels = self.validate(model_outputs, labels)["labels"]
+        if self.reduction == "batchmean":
+            return torch.tensor(labels.shape[0], device=labels.device)
+        if self.reduction == "sum":
+            return torch.tensor(1, device=labels.device)
+        return self.counted_positions(labels).sum()
 
     @classmethod
     def example_inputs(cls, *, batch_size=4, generator=None, dtype=torch.float32, device="cpu") -> LossExample:

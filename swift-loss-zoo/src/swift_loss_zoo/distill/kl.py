@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from swift_loss_zoo._equivalents import call, trl
 from swift_loss_zoo.distill._divergence import LogitDivergenceLoss
 
 
@@ -37,6 +38,7 @@ class ForwardKLLoss(LogitDivergenceLoss):
 
     name = "forward_kl"
     reference = "arXiv:1503.02531"
+    equivalents = (trl(call("GKDTrainer.generalized_jsd_loss", beta=0.0)),)
 
     def __init__(self, *, temperature: float = 1.0, ignore_index: int = -100) -> None:
         super().__init__()
@@ -67,6 +69,7 @@ class ReverseKLLoss(LogitDivergenceLoss):
 
     name = "reverse_kl"
     reference = "arXiv:2306.13649"
+    equivalents = (trl(call("GKDTrainer.generalized_jsd_loss", beta=1.0)),)
 
     def __init__(self, *, temperature: float = 1.0, ignore_index: int = -100) -> None:
         super().__init__()

@@ -4,6 +4,7 @@ from swift_loss_zoo.embedding.contrastive import ContrastiveLoss
 from swift_loss_zoo.embedding.cosine_similarity import CosineSimilarityLoss
 from swift_loss_zoo.embedding.infonce import InfoNCELoss
 from swift_loss_zoo.embedding.listwise_reranker import ListwiseRerankerLoss
+from swift_loss_zoo.embedding.matryoshka import MatryoshkaLoss
 from swift_loss_zoo.embedding.online_contrastive import OnlineContrastiveLoss
 from swift_loss_zoo.embedding.pointwise_reranker import PointwiseRerankerLoss
 
@@ -12,6 +13,7 @@ __all__ = [
     "CosineSimilarityLoss",
     "InfoNCELoss",
     "ListwiseRerankerLoss",
+    "MatryoshkaLoss",
     "OnlineContrastiveLoss",
     "PointwiseRerankerLoss",
 ]

@@ -17,12 +17,12 @@ DISTANCES = ("cosine", "euclidean", "manhattan")
 _PAIRWISE_EPS = 1e-6  # as torch.nn.functional.pairwise_distance: keeps d(x, x) differentiable
 
 
-def pair_inputs(*, label_dtype: str, label_doc: str) -> tuple[TensorInput, ...]:
-    """``embeddings_a``, ``embeddings_b`` (differentiable) and ``labels``, all batched on ``B``."""
+def pair_inputs(*, label_dtype: str, label_doc: str, label_domain: str | None = None) -> tuple[TensorInput, ...]:
+    """``embeddings_a``, ``embeddings_b`` (differentiable) and ``labels`` (in ``label_domain``), batched on ``B``."""
     return (
         TensorInput("embeddings_a", ("B", "D"), differentiable=True, doc="first sentence of each pair"),
         TensorInput("embeddings_b", ("B", "D"), differentiable=True, doc="second sentence of each pair"),
-        TensorInput("labels", ("B",), dtype=label_dtype, doc=label_doc),
+        TensorInput("labels", ("B",), dtype=label_dtype, domain=label_domain, doc=label_doc),
     )
 
 

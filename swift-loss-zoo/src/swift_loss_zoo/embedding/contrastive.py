@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from swift_loss_zoo._equivalents import flags, ms_swift
 from swift_loss_zoo.embedding._pairs import check_distance, check_margin, example_pairs, pair_distance, pair_inputs
 from swift_zoo import BaseLoss, LossExample, UnitLosses
 from swift_zoo.ops import upcast
@@ -42,8 +43,12 @@ class ContrastiveLoss(BaseLoss):
 
     name = "contrastive"
     reference = "arXiv:1908.10084"
+    equivalents = (
+        ms_swift(flags(task_type="embedding", loss_type="contrastive"),
+                 settings="rows 2i and 2i+1 of last_hidden_state are embeddings_a[i] and embeddings_b[i]"),
+    )
     reduction_unit = "sample"
-    inputs = pair_inputs(label_dtype="mask", label_doc="1 = similar pair, 0 = dissimilar pair")
+    inputs = pair_inputs(label_dtype="mask", label_doc="1 = similar pair, 0 = dissimilar pair", label_domain="binary")
 
     def __init__(self, *, margin: float = 0.5, distance: str = "cosine") -> None:
         super().__init__()

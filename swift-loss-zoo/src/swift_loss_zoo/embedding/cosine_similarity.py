@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from swift_loss_zoo._equivalents import flags, ms_swift
 from swift_loss_zoo.embedding._pairs import example_pairs, pair_cosine, pair_inputs
 from swift_zoo import BaseLoss, LossExample, UnitLosses
 from swift_zoo.ops import upcast
@@ -34,6 +35,10 @@ class CosineSimilarityLoss(BaseLoss):
 
     name = "cosine_similarity"
     reference = "arXiv:1908.10084"
+    equivalents = (
+        ms_swift(flags(task_type="embedding", loss_type="cosine_similarity"),
+                 settings="rows 2i and 2i+1 of last_hidden_state are embeddings_a[i] and embeddings_b[i]"),
+    )
     reduction_unit = "sample"
     inputs = pair_inputs(label_dtype="float", label_doc="gold similarity score in [-1, 1] (or [0, 1])")
 

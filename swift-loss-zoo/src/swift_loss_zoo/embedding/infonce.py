@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from swift_loss_zoo._equivalents import flags, ms_swift
 from swift_zoo import BaseLoss, ConfigError, LossExample, TensorInput, UnitLosses
 from swift_zoo.ops import upcast
 
@@ -74,6 +75,13 @@ class InfoNCELoss(BaseLoss):
     name = "infonce"
     aliases = ("info_nce",)
     reference = "arXiv:1807.03748"
+    equivalents = (
+        ms_swift(flags(task_type="embedding", loss_type="infonce"), {"similarity": "dot"},
+                 settings="INFONCE_TEMPERATURE=0.1, INFONCE_USE_BATCH=True; embeddings normalised by the model",
+                 differs="ms-swift gathers other ranks' embeddings into the candidates and can count a resampled "
+                         "copy of the positive as a negative (PR #10068); the zoo excludes any candidate equal to "
+                         "the positive and uses the local batch"),
+    )
     reduction_unit = "query"
     batch_dependent = _BATCH_REASON
     inputs = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from swift_loss_zoo._equivalents import flags, ms_swift
 from swift_zoo import BaseLoss, ConfigError, LossExample, TensorInput, UnitLosses
 from swift_zoo.ops import upcast
 
@@ -42,6 +43,11 @@ class ListwiseRerankerLoss(BaseLoss):
 
     name = "listwise_reranker"
     reference = "arXiv:2101.08751"
+    equivalents = (
+        ms_swift(flags(task_type="reranker", loss_type="listwise_reranker"),
+                 settings="LISTWISE_RERANKER_TEMPERATURE=1.0, LISTWISE_RERANKER_MIN_GROUP_SIZE=2; its flat logits "
+                          "reshaped to [B, G] with candidate_mask"),
+    )
     reduction_unit = "query"
     inputs = (
         TensorInput("logits", ("B", "G"), differentiable=True, masked_by="candidate_mask",

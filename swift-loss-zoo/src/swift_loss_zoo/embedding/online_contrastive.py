@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from swift_loss_zoo._equivalents import flags, ms_swift
 from swift_loss_zoo.embedding._pairs import check_distance, check_margin, example_pairs, pair_distance, pair_inputs
 from swift_zoo import BaseLoss, LossExample, UnitLosses
 
@@ -59,12 +60,17 @@ class OnlineContrastiveLoss(BaseLoss):
 
     name = "online_contrastive"
     reference = "arXiv:1908.10084"
+    equivalents = (
+        ms_swift(flags(task_type="embedding", loss_type="online_contrastive"),
+                 differs="ms-swift returns the plain sum over the hard pairs; the zoo divides it by the number of "
+                         "pairs (its one normalisation rule)"),
+    )
     reduction_unit = "sample"
     batch_dependent = (
         "hard pairs are selected against thresholds computed over the whole batch (the largest positive "
         "and smallest negative distance), so which pairs count depends on the batch composition"
     )
-    inputs = pair_inputs(label_dtype="mask", label_doc="1 = similar pair, 0 = dissimilar pair")
+    inputs = pair_inputs(label_dtype="mask", label_doc="1 = similar pair, 0 = dissimilar pair", label_domain="binary")
 
     def __init__(self, *, margin: float = 0.5, distance: str = "cosine") -> None:
         super().__init__()

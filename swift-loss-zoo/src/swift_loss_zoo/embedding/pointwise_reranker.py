@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from swift_loss_zoo._equivalents import flags, ms_swift
 from swift_zoo import BaseLoss, LossExample, TensorInput, UnitLosses
 from swift_zoo.ops import upcast
 
@@ -36,10 +37,12 @@ class PointwiseRerankerLoss(BaseLoss):
     name = "pointwise_reranker"
     aliases = ("reranker",)
     reference = "arXiv:1901.04085"
+    equivalents = (ms_swift(flags(task_type="reranker", loss_type="pointwise_reranker")),)
     reduction_unit = "sample"
     inputs = (
         TensorInput("logits", ("B",), differentiable=True, doc="relevance logit of each (query, document)"),
-        TensorInput("labels", ("B",), dtype="mask", doc="1 = relevant, 0 = not relevant (soft targets allowed)"),
+        TensorInput("labels", ("B",), dtype="mask", domain="unit_interval",
+                    doc="1 = relevant, 0 = not relevant (soft targets allowed)"),
     )
 
     def per_unit_loss(self, inputs: dict[str, torch.Tensor]) -> UnitLosses:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from swift_loss_zoo._equivalents import call, flags, ms_swift, transformers, trl
 from swift_zoo import BaseLoss, ConfigError, LossExample, TensorInput, UnitLosses
 from swift_zoo.ops import shift_labels, upcast
 
@@ -40,11 +41,18 @@ class CrossEntropyLoss(BaseLoss):
     name = "cross_entropy"
     aliases = ("ce", "nll")
     reference = "arXiv:1512.00567"
+    equivalents = (
+        trl(call("SFTConfig", loss_type="nll"), settings="through TRL's fused LM head (add_fused_lm_head)"),
+        transformers(call("ForCausalLMLoss"), settings="transformers.loss.loss_utils, the causal-LM loss of every "
+                                                      "*ForCausalLM model, with num_items_in_batch"),
+        ms_swift(flags(loss_type="cross_entropy"), settings="swift.loss.CustomCrossEntropyLoss (torch.roll shift)"),
+    )
     reduction_unit = "token"
     inputs = (
         TensorInput("logits", ("B", "T", "V"), differentiable=True, masked_by="labels", mask_shift=1,
                     doc="next-token logits"),
-        TensorInput("labels", ("B", "T"), dtype="int", role="labels", doc="token ids, -100 = ignored"),
+        TensorInput("labels", ("B", "T"), dtype="int", role="labels", domain="index:V",
+                    doc="token ids, -100 = ignored"),
     )
 
     def __init__(self, *, label_smoothing: float = 0.0, z_loss: float = 0.0, ignore_index: int = -100) -> None:

@@ -6,6 +6,7 @@ from typing import ClassVar
 
 import torch
 
+from swift_loss_zoo._equivalents import call, flags, ms_swift, trl
 from swift_zoo import BaseLoss, LossExample, TensorInput, UnitLosses
 from swift_zoo.ops import shift_labels, token_logps
 
@@ -44,11 +45,16 @@ class DFTLoss(BaseLoss):
     name = "dft"
     aliases = ("dynamic_fine_tuning",)
     reference = "arXiv:2508.05629"
+    equivalents = (
+        trl(call("SFTConfig", loss_type="dft"), settings="through TRL's fused LM head (add_fused_lm_head)"),
+        ms_swift(flags(enable_dft_loss="true"), settings="per_token_loss_func: loss * exp(-loss).detach()"),
+    )
     reduction_unit = "token"
     inputs = (
         TensorInput("logits", ("B", "T", "V"), differentiable=True, masked_by="labels", mask_shift=1,
                     doc="next-token logits"),
-        TensorInput("labels", ("B", "T"), dtype="int", role="labels", doc="token ids, -100 = ignored"),
+        TensorInput("labels", ("B", "T"), dtype="int", role="labels", domain="index:V",
+                    doc="token ids, -100 = ignored"),
     )
     conformance_exemptions: ClassVar[dict[str, str]] = {  # read by swift_zoo.testing
         "check_gradcheck": (

@@ -60,7 +60,8 @@ class FusedLinearCrossEntropyLoss(BaseLoss):
                     doc="final hidden states, one row per scored position (already aligned with labels)"),
         TensorInput("lm_head_weight", ("V", "H"), differentiable=True, doc="LM head weight (not batched)"),
         TensorInput("lm_head_bias", ("V",), differentiable=True, optional=True, doc="LM head bias"),
-        TensorInput("labels", ("N",), dtype="int", role="labels", doc="token ids aligned with rows, -100 = ignored"),
+        TensorInput("labels", ("N",), dtype="int", role="labels", domain="index:V",
+                    doc="token ids aligned with rows, -100 = ignored"),
     )
 
     def __init__(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 LOG_RATIO_BOUND = 20.0
-KL_ESTIMATORS = ("k1", "k2", "k3")
+KL_ESTIMATORS = ("k1", "k2", "k3", "abs", "k1+", "k3+")
 
 
 def bounded(log_ratio: torch.Tensor) -> torch.Tensor:
@@ -30,7 +30,10 @@ def kl_estimate(ref_minus_policy: torch.Tensor, estimator: str = "k3") -> torch.
 
     With :math:`x = \log\pi_\mathrm{ref} - \log\pi_\theta` (``ref_minus_policy``):
     ``k1 = -x`` (unbiased, high variance, can be negative), ``k2 = x^2 / 2`` (biased, low variance),
-    ``k3 = (e^x - 1) - x`` (unbiased, low variance, always >= 0; the GRPO penalty).
+    ``k3 = (e^x - 1) - x`` (unbiased, low variance, always >= 0; the GRPO penalty), ``abs = |x|``.
+    ``k1+`` and ``k3+`` have the value of k1 / k3 and the gradient of k2 (straight-through:
+    ``k2 - sg(k2) + sg(k)``), because in expectation k2's gradient is the reverse-KL gradient and
+    k1's and k3's are not (verl ``kl_penalty="k3+"``).
     """
     if estimator == "k1":
         return -ref_minus_policy
@@ -39,5 +42,11 @@ def kl_estimate(ref_minus_policy: torch.Tensor, estimator: str = "k3") -> torch.
     if estimator == "k3":
         x = bounded(ref_minus_policy)
         return torch.expm1(x) - x
-    message = f"kl_estimate: estimator must be one of {KL_ESTIMATORS}, got {estimator!r}"
+    if estimator == "abs":
+        return ref_minus_policy.abs()
+    if estimator in ("k1+", "k3+"):
+        value = kl_estimate(ref_minus_policy, estimator[:-1]).detach()
+        gradient_carrier = kl_estimate(ref_minus_policy, "k2")
+        return gradient_carrier - gradient_carrier.detach() + value
+    message = f"kl_estimate: estimator must be one of {', '.join(KL_ESTIMATORS)}, got {estimator!r}"
     raise ValueError(message)

@@ -28,17 +28,37 @@ OLD_PER_TOKEN_LOGPS = _per_token(
     "old_per_token_logps", "log pi_old(token) of the sampling policy; absent = on-policy (ratio 1)", optional=True)
 REF_PER_TOKEN_LOGPS = _per_token(
     "ref_per_token_logps", "log pi_ref(token) of the reference policy; required when beta > 0", optional=True)
+ROLLOUT_PER_TOKEN_LOGPS = _per_token(
+    "rollout_per_token_logps",
+    "log pi_rollout(token) the sampler (e.g. vLLM) reported; required by rollout_correction", optional=True)
+ENTROPY = _per_token(
+    "entropy", "per-token entropy of pi_theta; required when entropy_coef > 0 or top_entropy_quantile < 1",
+    differentiable=True, optional=True)
+SEQUENCE_ADVANTAGES = TensorInput(
+    "advantages", ("B",), doc="one advantage per completion (group-normalised reward); [B, T] per-token ones too")
+TOKEN_ADVANTAGES = _per_token("advantages", "per-token advantages (e.g. whitened GAE)")
 
 
 def group_policy_inputs() -> tuple[TensorInput, ...]:
-    """Inputs of the GRPO family: per-token log-probs and one advantage per sequence."""
+    """Inputs of the GRPO family: per-token log-probs and advantages per completion (``[B]``) or token (``[B, T]``).
+
+    Declared with ``advantages [B]``; :meth:`GroupPolicyLoss.validate` swaps in
+    :func:`with_token_advantages` when a ``[B, T]`` tensor comes.
+    """
     return (
         PER_TOKEN_LOGPS,
         OLD_PER_TOKEN_LOGPS,
         REF_PER_TOKEN_LOGPS,
-        TensorInput("advantages", ("B",), doc="one advantage per completion (group-normalised reward)"),
+        ROLLOUT_PER_TOKEN_LOGPS,
+        SEQUENCE_ADVANTAGES,
+        ENTROPY,
         COMPLETION_MASK,
     )
+
+
+def with_token_advantages(inputs: tuple[TensorInput, ...]) -> tuple[TensorInput, ...]:
+    """``inputs`` with ``advantages`` declared ``[B, T]`` (masked by ``completion_mask``)."""
+    return tuple(TOKEN_ADVANTAGES if spec.key == "advantages" else spec for spec in inputs)
 
 
 def ppo_inputs() -> tuple[TensorInput, ...]:
@@ -46,12 +66,13 @@ def ppo_inputs() -> tuple[TensorInput, ...]:
     return (
         PER_TOKEN_LOGPS,
         OLD_PER_TOKEN_LOGPS,
-        _per_token("advantages", "per-token advantages (e.g. whitened GAE)"),
+        REF_PER_TOKEN_LOGPS,
+        ROLLOUT_PER_TOKEN_LOGPS,
+        TOKEN_ADVANTAGES,
         _per_token("returns", "per-token returns (GAE advantages + old values)"),
         _per_token("values", "value-head predictions of the current model", differentiable=True),
         _per_token("old_values", "value predictions at rollout time; absent = no value clipping", optional=True),
-        _per_token("entropy", "per-token policy entropy; required when entropy_coef > 0",
-                   differentiable=True, optional=True),
+        ENTROPY,
         COMPLETION_MASK,
     )
 
@@ -91,18 +112,23 @@ def group_policy_example(
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
+    token_advantages: bool = False,
 ) -> LossExample:
-    """A batch for any GRPO-family loss: off-policy ratios around 1, some of them clipped."""
+    """A batch for any GRPO-family loss: off-policy ratios around 1, some of them clipped; advantages ``[B]``
+    (or ``[B, T]`` with ``token_advantages``)."""
     seq = 7
     logps = per_token_logps_example(batch_size, seq, generator)
     old = logps + 0.15 * torch.randn(batch_size, seq, generator=generator, dtype=torch.float64)
     ref = logps + 0.1 * torch.randn(batch_size, seq, generator=generator, dtype=torch.float64)
-    advantages = torch.randn(batch_size, generator=generator, dtype=torch.float64)
+    shape = (batch_size, seq) if token_advantages else (batch_size,)
+    advantages = torch.randn(shape, generator=generator, dtype=torch.float64)
     outputs = {
         "per_token_logps": logps,
         "old_per_token_logps": old,
         "ref_per_token_logps": ref,
+        "rollout_per_token_logps": old + 0.1 * torch.randn(batch_size, seq, generator=generator, dtype=torch.float64),
         "advantages": advantages,
+        "entropy": 0.5 + torch.rand(batch_size, seq, generator=generator, dtype=torch.float64),
     }
     return _with_completion_mask(outputs, batch_size, seq, generator, dtype=dtype, device=device)
 

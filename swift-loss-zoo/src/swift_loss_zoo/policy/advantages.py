@@ -1,8 +1,9 @@
-"""Advantage estimators for the on-policy losses: group-normalised (GRPO), leave-one-out (RLOO), GAE.
+"""Advantage helpers for the on-policy losses: group-normalised (GRPO), leave-one-out (RLOO), GAE.
 
-Plain functions on tensors, run without gradients (advantages are targets, not model outputs).
-Grouped rewards are laid out as TRL lays them out: the ``G = num_generations`` completions of one
-prompt are consecutive, ``rewards[g * G:(g + 1) * G]``.
+Thin wrappers over the registered estimators of :mod:`swift_loss_zoo.advantages` (``grpo``, ``rloo``,
+``gae``) for code that has TRL's layout at hand: the ``G = num_generations`` completions of one
+prompt are consecutive, ``rewards[g * G:(g + 1) * G]``. Run without gradients (advantages are
+targets, not model outputs).
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from typing import Literal, NamedTuple
 
 import torch
 
-from swift_zoo.ops import masked_whiten
+from swift_loss_zoo.advantages import GAEAdvantage, GRPOAdvantage, RLOOAdvantage
 
 GROUP_SCALES = ("group", "batch", "none")
 
 
-def _grouped(function: str, rewards: torch.Tensor, num_generations: int, minimum: int) -> torch.Tensor:
+def _group_ids(function: str, rewards: torch.Tensor, num_generations: int, minimum: int) -> torch.Tensor:
+    """``[B]`` group ids of TRL's consecutive layout, after checking it."""
     if rewards.dim() != 1:
         message = f"{function}: rewards must be a 1-D tensor [B], got shape {tuple(rewards.shape)}"
         raise ValueError(message)
@@ -29,7 +31,7 @@ def _grouped(function: str, rewards: torch.Tensor, num_generations: int, minimum
             f"of num_generations={num_generations}"
         )
         raise ValueError(message)
-    return rewards.reshape(-1, num_generations)
+    return torch.arange(rewards.numel(), device=rewards.device) // num_generations
 
 
 @torch.no_grad()
@@ -57,15 +59,9 @@ def group_advantages(
         message = f"group_advantages: scale must be one of {', '.join(GROUP_SCALES)}, got {scale!r}"
         raise ValueError(message)
     minimum = 2 if scale == "group" else 1
-    groups = _grouped("group_advantages", rewards, num_generations, minimum).to(
-        torch.promote_types(rewards.dtype, torch.float32))
-    centred = groups - groups.mean(dim=1, keepdim=True)
-    if scale == "group":
-        centred = centred / (groups.std(dim=1, keepdim=True) + eps)
-    elif scale == "batch":
-        spread = groups.std() if groups.numel() > 1 else torch.zeros((), dtype=groups.dtype, device=groups.device)
-        centred = centred / (spread + eps)
-    return centred.reshape(-1)
+    group_ids = _group_ids("group_advantages", rewards, num_generations, minimum)
+    estimator = GRPOAdvantage(scale_rewards=scale, eps=eps)
+    return estimator({"rewards": rewards.to(torch.promote_types(rewards.dtype, torch.float32)), "group_ids": group_ids})
 
 
 @torch.no_grad()
@@ -80,10 +76,9 @@ def rloo_advantages(rewards: torch.Tensor, num_generations: int) -> torch.Tensor
     :param rewards: ``[B]`` scalar rewards (fold any KL penalty in beforehand), ``B`` a multiple of
         ``num_generations``.
     """
-    groups = _grouped("rloo_advantages", rewards, num_generations, 2).to(
-        torch.promote_types(rewards.dtype, torch.float32))
-    others = (groups.sum(dim=1, keepdim=True) - groups) / (num_generations - 1)
-    return (groups - others).reshape(-1)
+    group_ids = _group_ids("rloo_advantages", rewards, num_generations, 2)
+    return RLOOAdvantage()({"rewards": rewards.to(torch.promote_types(rewards.dtype, torch.float32)),
+                            "group_ids": group_ids})
 
 
 class GAEResult(NamedTuple):
@@ -135,20 +130,7 @@ def gae_advantages(
             message = f"gae_advantages: {key} must be in [0, 1], got {value!r}"
             raise ValueError(message)
     dtype = torch.promote_types(torch.promote_types(rewards.dtype, values.dtype), torch.float32)
-    keep = mask != 0
-    zero = torch.zeros((), dtype=dtype, device=rewards.device)
-    rewards = torch.where(keep, rewards.to(dtype), zero)
-    values = torch.where(keep, values.to(dtype), zero)
-    advantages = torch.zeros_like(values)
-    next_value = torch.zeros_like(values[:, 0])
-    running = torch.zeros_like(values[:, 0])
-    for t in range(values.shape[1] - 1, -1, -1):
-        delta = rewards[:, t] + gamma * next_value - values[:, t]
-        step = delta + gamma * lam * running
-        running = torch.where(keep[:, t], step, running)
-        next_value = torch.where(keep[:, t], values[:, t], next_value)
-        advantages[:, t] = torch.where(keep[:, t], step, zero)
-    returns = advantages + values
-    if whiten:
-        advantages = masked_whiten(advantages, keep)
-    return GAEResult(advantages, returns)
+    estimator = GAEAdvantage(gamma=gamma, lam=lam, whiten=whiten)
+    advantages = estimator({"rewards": torch.zeros(rewards.shape[0], dtype=dtype, device=rewards.device),
+                            "token_rewards": rewards.to(dtype), "values": values.to(dtype), "completion_mask": mask})
+    return GAEResult(advantages, estimator.outputs["returns"])

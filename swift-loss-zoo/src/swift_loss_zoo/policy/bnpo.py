@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from swift_loss_zoo.policy._group_policy import GroupPolicyLoss
+from swift_loss_zoo.policy._clipped import ClippedPolicyLoss
+from swift_loss_zoo.policy._equivalents import liger_grpo, ms_swift_grpo, trl_grpo, verl_policy
 
 
-class BNPOLoss(GroupPolicyLoss):
+class BNPOLoss(ClippedPolicyLoss):
     r"""GRPO's clipped surrogate with token-level normalisation (TRL ``loss_type="bnpo"``).
 
     .. math::
@@ -13,18 +14,16 @@ class BNPOLoss(GroupPolicyLoss):
                   1+\varepsilon_\mathrm{high}) A_i\big) + \beta\,\mathrm{k3}_{i,t},\qquad
         \mathcal{L} = \frac{1}{N}\sum_{i,t} L_{i,t}
 
-    Unit: a **token**; :math:`N` = completion tokens. TRL's ``bnpo`` divides by the tokens of the
-    local micro-batch (and then by the accumulation steps), which depends on how the batch is split;
-    pass ``num_items_in_batch`` (completion tokens of the whole accumulated batch) to get the
-    split-invariant version, which is then the same objective as ``dapo`` with symmetric clipping.
+    Unit: a **token** (verl ``loss_agg_mode="token-mean"``); :math:`N` = completion tokens. TRL's
+    ``bnpo`` divides by the tokens of the local micro-batch (and then by the accumulation steps),
+    which depends on how the batch is split; pass ``num_items_in_batch`` (completion tokens of the
+    whole accumulated batch) to get the split-invariant version, which is then the same objective
+    as ``dapo`` with symmetric clipping, and verl's ``vanilla`` policy loss (with ``dual_clip=3``).
 
     Reference: the GRPO objective of arXiv:2402.03300 with the token normalisation of TRL
     (``trl/trainer/grpo_trainer.py``, ``loss_type="bnpo"``). Defaults: ``epsilon_low=0.2``,
-    ``epsilon_high=0.2``, ``beta=0.0``. Inputs and metrics as :class:`GRPOLoss`.
-
-    ``delta`` (default ``None``): INTELLECT-2's two-sided clipping (arXiv:2505.07291, TRL ``delta``):
-    the unclipped term uses :math:`\min(\rho, \delta)`, bounding the loss of tokens whose ratio is
-    huge while their advantage is negative; must exceed ``1 + epsilon_high``.
+    ``epsilon_high=0.2``, ``beta=0.0``; ``delta`` / ``dual_clip`` off. Inputs, metrics and the
+    shared options as :class:`~swift_loss_zoo.policy.GRPOLoss`.
 
     .. code-block:: yaml
 
@@ -35,4 +34,9 @@ class BNPOLoss(GroupPolicyLoss):
 
     name = "bnpo"
     reference = "arXiv:2402.03300"
-    reduction_unit = "token"
+    equivalents = (
+        trl_grpo("bnpo", settings="TRL divides by the tokens of each micro-batch: equal for one micro-batch per step"),
+        verl_policy("vanilla", "token-mean", zoo_kwargs={"dual_clip": 3.0}, settings="clip_ratio_c = dual_clip (verl's vanilla loss always dual-clips, clip_ratio_c=3.0 by default)"),
+        ms_swift_grpo("bnpo", zoo_kwargs={"beta": 0.04}),
+        liger_grpo("bnpo"),
+    )

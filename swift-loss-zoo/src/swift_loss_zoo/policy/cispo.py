@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
+from swift_loss_zoo.policy._clipped import clip_range
+from swift_loss_zoo.policy._equivalents import liger_grpo, ms_swift_grpo, trl_grpo, verl_policy
 from swift_loss_zoo.policy._estimators import importance_ratio
 from swift_loss_zoo.policy._group_policy import GroupPolicyLoss, PolicyBatch
 from swift_zoo.ops import masked_mean
@@ -28,7 +30,8 @@ class CISPOLoss(GroupPolicyLoss):
     switched off. So ``epsilon_low=None`` (no lower bound) by default and ``epsilon_high=4.0``
     (cap 5.0, the ``epsilon_high=5.0`` TRL recommends for CISPO). **Spelling differs from TRL /
     ms-swift**: their ``epsilon_high`` for ``cispo`` is the absolute cap (``min(rho, epsilon_high)``),
-    i.e. ``1 + epsilon_high`` here. ``beta=0.0``. The loss value (``-A log pi``) is not a
+    i.e. ``1 + epsilon_high`` here. ``beta=0.0``; the shared options as
+    :class:`~swift_loss_zoo.policy.GRPOLoss` (``loss_agg_mode`` default ``"token-mean"``). The loss value (``-A log pi``) is not a
     surrogate of the return; only its gradient is meaningful. Inputs as :class:`GRPOLoss`; metrics
     ``ratio_mean``, ``clip_fraction_low/high`` (weight clipped below / above, whatever the sign of A;
     TRL's ``cispo_clip_ratio`` counts only A > 0), ``clip_fraction`` (either).
@@ -42,6 +45,14 @@ class CISPOLoss(GroupPolicyLoss):
 
     name = "cispo"
     reference = "arXiv:2506.13585"
+    equivalents = (
+        trl_grpo("cispo", settings="TRL's epsilon_high is the cap, 1 + epsilon_high here (5.0 for the default 4.0); "
+                 "no lower bound (epsilon_low=None here); num_items_in_batch as TRL passes"),
+        verl_policy("cispo", "token-mean", zoo_kwargs={"epsilon_low": 0.2, "epsilon_high": 0.2},
+                    settings="verl always bounds the weight below, at 1 - clip_ratio_low"),
+        ms_swift_grpo("cispo", zoo_kwargs={"beta": 0.04}, settings="ms-swift's epsilon_high is the cap"),
+        liger_grpo("cispo", settings="Liger's epsilon_high is the cap, 1 + epsilon_high here"),
+    )
     reduction_unit = "token"
     conformance_exemptions: ClassVar[dict[str, str]] = {  # read by swift_zoo.testing
         "check_gradcheck": (
@@ -50,8 +61,9 @@ class CISPOLoss(GroupPolicyLoss):
         ),
     }
 
-    def __init__(self, *, epsilon_low: float | None = None, epsilon_high: float = 4.0, beta: float = 0.0) -> None:
-        super().__init__(epsilon_low=epsilon_low, epsilon_high=epsilon_high, beta=beta)
+    def __init__(self, *, epsilon_low: float | None = None, epsilon_high: float = 4.0, **options: Any) -> None:
+        super().__init__(**options)
+        self.epsilon_low, self.epsilon_high = clip_range(self.name, epsilon_low, epsilon_high)
 
     def per_token_losses(self, batch: PolicyBatch) -> torch.Tensor:
         ratio = importance_ratio(batch.log_ratio).detach()
@@ -69,4 +81,5 @@ class CISPOLoss(GroupPolicyLoss):
                 clip_fraction_high=(above & batch.mask).sum() / count,
                 clip_fraction=((below | above) & batch.mask).sum() / count,
             )
-        return -weight * batch.advantages * batch.logps
+        losses = -weight * batch.advantages * batch.logps
+        return torch.where(batch.mask, losses, torch.zeros((), dtype=losses.dtype, device=losses.device))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from swift_loss_zoo.policy._group_policy import GroupPolicyLoss
+from typing import Any
+
+from swift_loss_zoo.policy._clipped import ClippedPolicyLoss
+from swift_loss_zoo.policy._equivalents import liger_grpo, ms_swift_grpo, trl_grpo, verl_policy
 
 
-class DAPOLoss(GroupPolicyLoss):
+class DAPOLoss(ClippedPolicyLoss):
     r"""Decoupled Clip and Dynamic sAmpling Policy Optimization: the loss term.
 
     .. math::
@@ -13,18 +16,15 @@ class DAPOLoss(GroupPolicyLoss):
                   1+\varepsilon_\mathrm{high}) A_i\big) + \beta\,\mathrm{k3}_{i,t},\qquad
         \mathcal{L} = \frac{1}{\sum_i |o_i|}\sum_{i,t} L_{i,t}
 
-    Unit: a **token**; pass ``num_items_in_batch`` = completion tokens of the whole generation batch
-    (all micro-batches and ranks), as TRL does, so every token weighs the same however the batch is
-    split. Clip-higher: ``epsilon_high > epsilon_low`` lets low-probability tokens with positive
-    advantage grow further (against entropy collapse). Dynamic sampling and overlong reward
-    shaping are data-side and not part of this loss.
+    Unit: a **token** (verl ``token-mean``); pass ``num_items_in_batch`` = completion tokens of the
+    whole generation batch (all micro-batches and ranks), as TRL does, so every token weighs the
+    same however the batch is split. Clip-higher: ``epsilon_high > epsilon_low`` lets
+    low-probability tokens with positive advantage grow further (against entropy collapse). Dynamic
+    sampling and overlong reward shaping are data-side and not part of this loss.
 
     Paper: Yu et al., DAPO, arXiv:2503.14476 (eq. 8): ``epsilon_low=0.2``, ``epsilon_high=0.28``,
-    no KL term (``beta=0.0``). TRL's default ``loss_type``. Inputs and metrics as :class:`GRPOLoss`.
-
-    ``delta`` (default ``None``): INTELLECT-2's two-sided clipping (arXiv:2505.07291, TRL ``delta``):
-    the unclipped term uses :math:`\min(\rho, \delta)`, bounding the loss of tokens whose ratio is
-    huge while their advantage is negative; must exceed ``1 + epsilon_high``.
+    no KL term (``beta=0.0``). TRL's default ``loss_type``. ``delta`` / ``dual_clip`` off. Inputs,
+    metrics and the shared options as :class:`~swift_loss_zoo.policy.GRPOLoss`.
 
     .. code-block:: yaml
 
@@ -35,8 +35,13 @@ class DAPOLoss(GroupPolicyLoss):
 
     name = "dapo"
     reference = "arXiv:2503.14476"
-    reduction_unit = "token"
+    equivalents = (
+        trl_grpo("dapo", settings="epsilon_high=0.28; num_items_in_batch = the completion tokens TRL counts"),
+        verl_policy("vanilla", "token-mean", zoo_kwargs={"dual_clip": 3.0},
+                    settings="clip_ratio_high=0.28; clip_ratio_c = dual_clip (verl always dual-clips)"),
+        ms_swift_grpo("dapo", zoo_kwargs={"beta": 0.04}, settings="epsilon_high=0.28"),
+        liger_grpo("dapo", settings="epsilon_high=0.28; num_items_in_batch as TRL"),
+    )
 
-    def __init__(self, *, epsilon_low: float = 0.2, epsilon_high: float = 0.28, beta: float = 0.0,
-                 delta: float | None = None) -> None:
-        super().__init__(epsilon_low=epsilon_low, epsilon_high=epsilon_high, beta=beta, delta=delta)
+    def __init__(self, *, epsilon_high: float = 0.28, **options: Any) -> None:
+        super().__init__(epsilon_high=epsilon_high, **options)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import torch
+from typing import Any, ClassVar
 
-from swift_loss_zoo.policy._group_policy import GroupPolicyLoss
-from swift_zoo import ConfigError
+from swift_loss_zoo.policy._clipped import ClippedPolicyLoss
+from swift_loss_zoo.policy._equivalents import liger_grpo, ms_swift_grpo, trl_grpo, verl_policy
+from swift_zoo.losses import require_int
 
 
-class DrGRPOLoss(GroupPolicyLoss):
+class DrGRPOLoss(ClippedPolicyLoss):
     r"""GRPO Done Right: the clipped surrogate summed over tokens and divided by a constant.
 
     .. math::
@@ -18,19 +19,17 @@ class DrGRPOLoss(GroupPolicyLoss):
 
     Unit: a **sequence** (a completion with at least one counted token), value
     :math:`\sum_t L_{i,t} / L_\mathrm{max}` with :math:`L_\mathrm{max}` = ``max_completion_length``,
-    the generation budget, so a token's weight does not depend on its completion's length. This is
+    the generation budget, so a token's weight does not depend on its completion's length: verl
+    ``loss_agg_mode="seq-mean-token-sum-norm"`` with ``loss_scale_factor=max_completion_length``, and
     TRL's ``sum / (B * max_completion_length)``. Pair it with advantages that are not divided by the
-    group std (:func:`swift_loss_zoo.policy.group_advantages` with ``scale="none"``), the other half
-    of the paper's fix.
+    group std (the ``dr_grpo`` advantage estimator), the other half of the paper's fix.
 
     Paper: Liu et al., "Understanding R1-Zero-Like Training", arXiv:2503.20783. Defaults:
     ``epsilon_low=0.2``, ``epsilon_high=0.2``, ``beta=0.0``; ``max_completion_length`` is required
     (TRL defaults it to its generation length 512): it must be the generation budget the
-    completions were sampled with. Inputs and metrics as :class:`GRPOLoss`.
-
-    ``delta`` (default ``None``): INTELLECT-2's two-sided clipping (arXiv:2505.07291, TRL ``delta``):
-    the unclipped term uses :math:`\min(\rho, \delta)`, bounding the loss of tokens whose ratio is
-    huge while their advantage is negative; must exceed ``1 + epsilon_high``.
+    completions were sampled with. ``delta`` / ``dual_clip`` off. The aggregation is the loss's
+    definition, so ``loss_agg_mode`` and ``loss_scale_factor`` are not options here. Inputs, metrics
+    and the other shared options as :class:`~swift_loss_zoo.policy.GRPOLoss`.
 
     .. code-block:: yaml
 
@@ -41,21 +40,25 @@ class DrGRPOLoss(GroupPolicyLoss):
 
     name = "dr_grpo"
     reference = "arXiv:2503.20783"
-    reduction_unit = "sequence"
+    equivalents = (
+        trl_grpo("dr_grpo", zoo_kwargs={"max_completion_length": 512},
+                 settings="max_completion_length=512 (TRL's default; the same value on both sides)", rows=True),
+        verl_policy("vanilla", "seq-mean-token-sum-norm", zoo_kwargs={"max_completion_length": 512, "dual_clip": 3.0},
+                    settings="loss_scale_factor = max_completion_length; clip_ratio_c = dual_clip"),
+        ms_swift_grpo("dr_grpo", zoo_kwargs={"max_completion_length": 512, "beta": 0.04},
+                      settings="max_completion_length=512 (its default)"),
+        liger_grpo("dr_grpo", zoo_kwargs={"max_completion_length": 512}, settings="max_completion_length=512",
+                   rows=True),
+    )
+    hidden_options: ClassVar[tuple[str, ...]] = ("loss_agg_mode", "loss_scale_factor")
+    fixed_loss_agg_mode: ClassVar[str] = "seq-mean-token-sum-norm"
 
-    def __init__(self, *, max_completion_length: int, epsilon_low: float = 0.2, epsilon_high: float = 0.2,
-                 beta: float = 0.0, delta: float | None = None) -> None:
-        if isinstance(max_completion_length, bool) or not isinstance(max_completion_length, int) \
-                or max_completion_length < 1:
-            message = f"dr_grpo: max_completion_length must be an int >= 1, got {max_completion_length!r}"
-            raise ConfigError(message, key="max_completion_length", expected="an int >= 1",
-                              found=max_completion_length)
-        super().__init__(epsilon_low=epsilon_low, epsilon_high=epsilon_high, beta=beta, delta=delta)
+    def __init__(self, *, max_completion_length: int, **options: Any) -> None:
+        max_completion_length = require_int(self.name, "max_completion_length", max_completion_length,
+                                            low=1, high=2**31 - 1)
+        super().__init__(loss_agg_mode=self.fixed_loss_agg_mode, loss_scale_factor=max_completion_length, **options)
         self.max_completion_length = max_completion_length
-
-    def sequence_denominator(self, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        return torch.tensor(float(self.max_completion_length), dtype=dtype, device=mask.device)
 
     @classmethod
     def example_kwargs(cls) -> dict:
-        return {"max_completion_length": 8, "beta": 0.04}
+        return {**super().example_kwargs(), "max_completion_length": 8}

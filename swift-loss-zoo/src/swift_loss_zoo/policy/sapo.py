@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
+from swift_loss_zoo.policy._aggregation import LossAggMode
+from swift_loss_zoo.policy._equivalents import liger_grpo, ms_swift_grpo, trl_grpo, verl_policy
 from swift_loss_zoo.policy._estimators import importance_ratio
 from swift_loss_zoo.policy._group_policy import GroupPolicyLoss, PolicyBatch
 from swift_zoo.losses import require_positive
@@ -22,7 +26,8 @@ class SAPOLoss(GroupPolicyLoss):
     the GRPO normalisation, as the paper and TRL). :math:`\partial f/\partial\rho = 4\sigma(1-\sigma)`
     is 1 at :math:`\rho = 1` (the unclipped policy gradient on-policy) and decays smoothly as the
     ratio moves away, faster for negative advantages (:math:`\tau_- > \tau_+`). There is no hard
-    clipping range, hence no ``epsilon_*`` hyperparameters.
+    clipping range, hence no ``epsilon_*`` hyperparameters. The shared options (KL, aggregation,
+    rollout correction, masks, entropy bonus) as :class:`~swift_loss_zoo.policy.GRPOLoss`.
 
     Paper: Gao et al., arXiv:2511.20347. Defaults as the paper / TRL (``sapo_temperature_pos``,
     ``sapo_temperature_neg``): ``temperature_pos=1.0``, ``temperature_neg=1.05``, ``beta=0.0``.
@@ -38,12 +43,18 @@ class SAPOLoss(GroupPolicyLoss):
 
     name = "sapo"
     reference = "arXiv:2511.20347"
-    reduction_unit = "sequence"
+    equivalents = (
+        trl_grpo("sapo", settings="sapo_temperature_pos / _neg = temperature_pos / _neg", rows=True),
+        verl_policy("sapo", "seq-mean-token-mean", settings="tau_pos / tau_neg = temperature_pos / temperature_neg"),
+        ms_swift_grpo("sapo", zoo_kwargs={"beta": 0.04}, settings="tau_pos / tau_neg"),
+        liger_grpo("sapo", rows=True),
+    )
 
-    def __init__(self, *, temperature_pos: float = 1.0, temperature_neg: float = 1.05, beta: float = 0.0) -> None:
+    def __init__(self, *, temperature_pos: float = 1.0, temperature_neg: float = 1.05,
+                 loss_agg_mode: LossAggMode = "seq-mean-token-mean", **options: Any) -> None:
         temperature_pos = require_positive(self.name, "temperature_pos", temperature_pos)
         temperature_neg = require_positive(self.name, "temperature_neg", temperature_neg)
-        super().__init__(epsilon_low=None, epsilon_high=None, beta=beta)
+        super().__init__(loss_agg_mode=loss_agg_mode, **options)
         self.temperature_pos, self.temperature_neg = temperature_pos, temperature_neg
 
     def per_token_losses(self, batch: PolicyBatch) -> torch.Tensor:

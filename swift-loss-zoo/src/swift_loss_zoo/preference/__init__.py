@@ -1,6 +1,8 @@
 """Paired, reference-based preference losses (the DPO family)."""
 
-from swift_loss_zoo.preference._paired import LogRatios, PairedReferenceLoss
+from swift_loss_zoo.preference._length_desensitized import ld_tail_logps
+from swift_loss_zoo.preference._paired import FDivergencePairLoss, LogRatios, PairedReferenceLoss
+from swift_loss_zoo.preference._weighting import sequence_log_sum_sq_probs
 from swift_loss_zoo.preference.aot import AotLoss, AotUnpairedLoss
 from swift_loss_zoo.preference.apo import ApoDownLoss, ApoZeroLoss
 from swift_loss_zoo.preference.bco import BcoPairLoss
@@ -12,6 +14,7 @@ from swift_loss_zoo.preference.ipo import IpoLoss
 from swift_loss_zoo.preference.nca import NcaPairLoss
 from swift_loss_zoo.preference.robust_dpo import RobustDpoLoss
 from swift_loss_zoo.preference.rpo import RpoLoss
+from swift_loss_zoo.preference.sft import SftLoss
 from swift_loss_zoo.preference.sppo import SppoHardLoss
 
 __all__ = [
@@ -24,6 +27,7 @@ __all__ = [
     "DpoLoss",
     "DpoNormLoss",
     "ExoPairLoss",
+    "FDivergencePairLoss",
     "HingeLoss",
     "IpoLoss",
     "LogRatios",
@@ -31,5 +35,8 @@ __all__ = [
     "PairedReferenceLoss",
     "RobustDpoLoss",
     "RpoLoss",
+    "SftLoss",
     "SppoHardLoss",
+    "ld_tail_logps",
+    "sequence_log_sum_sq_probs",
 ]

@@ -6,15 +6,57 @@ plus the number of scored tokens, so a length-normalised variant divides by the 
 * paired: ``policy_chosen_logps``, ``policy_rejected_logps`` ``[B]`` (differentiable),
   ``reference_chosen_logps``, ``reference_rejected_logps`` ``[B]`` (reference-based losses),
   ``chosen_lengths``, ``rejected_lengths`` ``[B]`` (int token counts; length-normalised losses);
+* options of the DPO family (optional inputs, required only when the option is on): LD-DPO's tail sums
+  ``policy_chosen_tail_logps``, ``policy_rejected_tail_logps``, ``reference_chosen_tail_logps``,
+  ``reference_rejected_tail_logps`` ``[B]``; WPO's ``policy_chosen_log_sum_sq_probs``,
+  ``policy_rejected_log_sum_sq_probs`` ``[B]`` (with the lengths);
 * unpaired: ``policy_logps``, ``reference_logps``, ``lengths`` ``[B]`` and ``is_desirable`` ``[B]``
   (bool), plus the KL-baseline completions ``policy_kl_logps``, ``reference_kl_logps`` ``[B]``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from swift_zoo.losses import LossExample, TensorInput
+
+LD_INPUTS = (
+    TensorInput("policy_chosen_tail_logps", ("B",), optional=True,
+                doc="LD-DPO: policy log p of the chosen tokens past the pair's common length"),
+    TensorInput("policy_rejected_tail_logps", ("B",), optional=True,
+                doc="LD-DPO: policy log p of the rejected tokens past the pair's common length"),
+    TensorInput("reference_chosen_tail_logps", ("B",), optional=True,
+                doc="LD-DPO: reference log p of the chosen tokens past the pair's common length"),
+    TensorInput("reference_rejected_tail_logps", ("B",), optional=True,
+                doc="LD-DPO: reference log p of the rejected tokens past the pair's common length"),
+)
+LD_DIFFERENTIABLE = ("policy_chosen_tail_logps", "policy_rejected_tail_logps")
+WPO_INPUTS = (
+    TensorInput("policy_chosen_log_sum_sq_probs", ("B",), optional=True,
+                doc="WPO: sum over chosen tokens of log sum_v p_v^2 under the policy"),
+    TensorInput("policy_rejected_log_sum_sq_probs", ("B",), optional=True,
+                doc="WPO: sum over rejected tokens of log sum_v p_v^2 under the policy"),
+    TensorInput("chosen_lengths", ("B",), dtype="int", optional=True, doc="scored tokens of chosen"),
+    TensorInput("rejected_lengths", ("B",), dtype="int", optional=True, doc="scored tokens of rejected"),
+)
+
+
+def with_options(inputs: tuple[TensorInput, ...], *, ld: bool = True, wpo: bool = True) -> tuple[TensorInput, ...]:
+    """``inputs`` plus the optional inputs of the LD-DPO / WPO options that it does not declare yet."""
+    keys = {spec.key for spec in inputs}
+    extra = (LD_INPUTS if ld else ()) + (WPO_INPUTS if wpo else ())
+    return inputs + tuple(spec for spec in extra if spec.key not in keys)
+
+
+def requiring(inputs: tuple[TensorInput, ...], keys: set[str], differentiable: set[str]) -> tuple[TensorInput, ...]:
+    """``inputs`` with ``keys`` made required and ``differentiable`` marked differentiable (an option is on)."""
+    return tuple(
+        dataclasses.replace(spec, optional=spec.optional and spec.key not in keys,
+                            differentiable=spec.differentiable or spec.key in differentiable)
+        for spec in inputs
+    )
 
 
 def paired_inputs(*, reference: bool, lengths: bool = False, rejected_lengths: bool = True,
@@ -107,7 +149,16 @@ def paired_example(
         "reference_chosen_logps": _logps(batch_size, chosen_len, generator),
         "reference_rejected_logps": _logps(batch_size, rejected_len, generator),
     }
-    lengths = {"chosen_lengths": chosen_len, "rejected_lengths": rejected_len}
+    # option inputs, drawn after the others so that adding them left the other values unchanged
+    common = torch.minimum(chosen_len, rejected_len)
+    for side, length in (("chosen", chosen_len), ("rejected", rejected_len)):
+        for model in ("policy", "reference"):
+            values[f"{model}_{side}_tail_logps"] = _logps(batch_size, length - common, generator)
+        per_token = -1.0 + 0.3 * torch.rand(batch_size, generator=generator, dtype=torch.float64)
+        values[f"policy_{side}_log_sum_sq_probs"] = per_token * length.to(torch.float64)
+    prompt_len = torch.randint(2, 9, (batch_size,), generator=generator)
+    values["policy_chosen_prompt_logps"] = _logps(batch_size, prompt_len, generator)
+    lengths = {"chosen_lengths": chosen_len, "rejected_lengths": rejected_len, "chosen_prompt_lengths": prompt_len}
     return _declared(inputs, values, lengths, dtype=dtype, device=device)
 
 

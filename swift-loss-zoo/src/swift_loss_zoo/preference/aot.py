@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from swift_loss_zoo._equivalents import dpo_family
+from swift_loss_zoo.preference._inputs import paired_inputs, with_options
 from swift_loss_zoo.preference._paired import LogRatios, PairedReferenceLoss, smoothed_logistic
 from swift_zoo.losses import require_in_range
 
@@ -16,8 +18,11 @@ class _RankMatchedLoss(PairedReferenceLoss):
         "micro-batch matches its pairs only within itself; the loss of a split batch differs by design"
     )
 
-    def __init__(self, *, beta: float = 0.1, label_smoothing: float = 0.0) -> None:
-        super().__init__(beta=beta)
+    # WPO weights are per pair; sorting matches pairs by rank, so a pair's weight has no rank to go to
+    inputs = with_options(paired_inputs(reference=True), wpo=False)
+
+    def __init__(self, *, beta: float = 0.1, label_smoothing: float = 0.0, ld_alpha: float | None = None) -> None:
+        super().__init__(beta=beta, ld_alpha=ld_alpha)
         self.label_smoothing = require_in_range(self.name, "label_smoothing", label_smoothing, 0.0, 0.5)
 
     def rank_differences(self, ratios: LogRatios) -> torch.Tensor:
@@ -50,6 +55,8 @@ class AotLoss(_RankMatchedLoss):
     Paper: Melnyk et al., "Distributional Preference Alignment of LLMs via Optimal Transport",
     arXiv:2406.05882. TRL ``loss_type="aot"``.
 
+    Options: ``ld_alpha``, as :class:`~swift_loss_zoo.preference.DpoLoss` (defaults: off).
+
     Defaults: ``beta=0.1``, ``label_smoothing=0.0`` (in ``[0, 0.5]``).
 
     Inputs: ``policy_chosen_logps``, ``policy_rejected_logps`` ``[B]`` (differentiable),
@@ -64,6 +71,7 @@ class AotLoss(_RankMatchedLoss):
 
     name = "aot"
     reference = "arXiv:2406.05882"
+    equivalents = dpo_family("aot", swift_flags={})
 
     def rank_differences(self, ratios: LogRatios) -> torch.Tensor:
         policy_margins = ratios.policy_chosen - ratios.policy_rejected
@@ -89,6 +97,8 @@ class AotUnpairedLoss(_RankMatchedLoss):
     Paper: Melnyk et al., arXiv:2406.05882. TRL 1.x ``loss_type="aot_unpaired"`` (TRL <= 0.28
     called it ``aot_pair``).
 
+    Options: ``ld_alpha``, as :class:`~swift_loss_zoo.preference.DpoLoss` (defaults: off).
+
     Defaults: ``beta=0.1``, ``label_smoothing=0.0`` (in ``[0, 0.5]``).
 
     Inputs: ``policy_chosen_logps``, ``policy_rejected_logps`` ``[B]`` (differentiable),
@@ -104,6 +114,7 @@ class AotUnpairedLoss(_RankMatchedLoss):
     name = "aot_unpaired"
     aliases = ("aot_pair",)
     reference = "arXiv:2406.05882"
+    equivalents = dpo_family("aot_unpaired", swift_flags={})
 
     def rank_differences(self, ratios: LogRatios) -> torch.Tensor:
         return torch.sort(ratios.chosen, dim=0).values - torch.sort(ratios.rejected, dim=0).values

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from swift_loss_zoo._equivalents import dpo_family
 from swift_loss_zoo.preference._paired import LogRatios, PairedReferenceLoss
 
 
@@ -20,6 +21,8 @@ class ApoZeroLoss(PairedReferenceLoss):
     Paper: D'Oosterlinck et al., "Anchored Preference Optimization and Contrastive Revisions",
     arXiv:2408.06266 (Eq. 7). TRL ``loss_type="apo_zero"``.
 
+    Options: ``ld_alpha``, ``use_weighting``, as :class:`~swift_loss_zoo.preference.DpoLoss` (defaults: off).
+
     Defaults: ``beta=0.1``.
 
     Inputs: ``policy_chosen_logps``, ``policy_rejected_logps`` ``[B]`` (differentiable),
@@ -34,6 +37,7 @@ class ApoZeroLoss(PairedReferenceLoss):
 
     name = "apo_zero"
     reference = "arXiv:2408.06266"
+    equivalents = dpo_family("apo_zero", swift_flags={}, liger_kwargs={})
 
     def pair_losses(self, ratios: LogRatios) -> torch.Tensor:
         return torch.sigmoid(-self.beta * ratios.chosen) + torch.sigmoid(self.beta * ratios.rejected)
@@ -50,6 +54,8 @@ class ApoDownLoss(PairedReferenceLoss):
 
     Paper: D'Oosterlinck et al., arXiv:2408.06266 (Eq. 8). TRL ``loss_type="apo_down"``.
 
+    Options: ``ld_alpha``, ``use_weighting``, as :class:`~swift_loss_zoo.preference.DpoLoss` (defaults: off).
+
     Defaults: ``beta=0.1``.
 
     Inputs: ``policy_chosen_logps``, ``policy_rejected_logps`` ``[B]`` (differentiable),
@@ -64,6 +70,7 @@ class ApoDownLoss(PairedReferenceLoss):
 
     name = "apo_down"
     reference = "arXiv:2408.06266"
+    equivalents = dpo_family("apo_down", swift_flags={}, liger_kwargs={})
 
     def pair_losses(self, ratios: LogRatios) -> torch.Tensor:
         return torch.sigmoid(self.beta * ratios.chosen) + torch.sigmoid(-self.beta * ratios.margin)

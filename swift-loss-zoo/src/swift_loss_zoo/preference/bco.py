@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from swift_loss_zoo._equivalents import dpo_family
 from swift_loss_zoo.preference._paired import LogRatios, PairedReferenceLoss
 from swift_zoo.losses import require_finite
 
@@ -30,6 +31,8 @@ class BcoPairLoss(PairedReferenceLoss):
     Paper: Jung et al., "Binary Classifier Optimization for Large Language Model Alignment",
     arXiv:2404.04656. TRL ``loss_type="bco_pair"``.
 
+    Options: ``ld_alpha``, ``use_weighting``, as :class:`~swift_loss_zoo.preference.DpoLoss` (defaults: off).
+
     Defaults: ``beta=0.1``, ``delta=0.0`` (any finite float).
 
     Inputs: ``policy_chosen_logps``, ``policy_rejected_logps`` ``[B]`` (differentiable),
@@ -46,9 +49,20 @@ class BcoPairLoss(PairedReferenceLoss):
 
     name = "bco_pair"
     reference = "arXiv:2404.04656"
+    equivalents = dpo_family(
+        "bco_pair", swift_flags={}, liger_kwargs={},
+        swift_differs="ms-swift (as TRL <= 0.28) subtracts a running mean delta of the detached rewards, updated "
+                      "inside the loss before use; the zoo's delta is a fixed hyperparameter (0: TRL 1.x)")
 
-    def __init__(self, *, beta: float = 0.1, delta: float = 0.0) -> None:
-        super().__init__(beta=beta)
+    def __init__(
+        self,
+        *,
+        beta: float = 0.1,
+        delta: float = 0.0,
+        ld_alpha: float | None = None,
+        use_weighting: bool = False,
+    ) -> None:
+        super().__init__(beta=beta, ld_alpha=ld_alpha, use_weighting=use_weighting)
         self.delta = require_finite(self.name, "delta", delta)
 
     def pair_losses(self, ratios: LogRatios) -> torch.Tensor:

@@ -7,11 +7,12 @@ import math
 import torch
 import torch.nn.functional as F
 
-from swift_loss_zoo.preference._paired import LogRatios, PairedReferenceLoss
+from swift_loss_zoo._equivalents import dpo_family
+from swift_loss_zoo.preference._paired import FDivergencePairLoss, LogRatios
 from swift_zoo.losses import require_in_range
 
 
-class ExoPairLoss(PairedReferenceLoss):
+class ExoPairLoss(FDivergencePairLoss):
     r"""Efficient exact optimization (EXO) for pairwise preferences.
 
     With :math:`z = \beta\Delta` (:math:`\Delta` the DPO margin of summed log-ratios), the policy's
@@ -27,6 +28,9 @@ class ExoPairLoss(PairedReferenceLoss):
 
     Paper: Ji et al., "Towards Efficient Exact Optimization of Language Model Alignment",
     arXiv:2402.00856 (Eq. 16, K = 2). TRL ``loss_type="exo_pair"``.
+
+    Options: ``f_divergence_type`` / ``f_alpha_divergence_coef`` / ``f_alpha_divergence_convention``,
+    ``ld_alpha``, ``use_weighting``, as :class:`~swift_loss_zoo.preference.DpoLoss` (defaults: off).
 
     Defaults: ``beta=0.1``, ``label_smoothing=1e-3`` (in ``(0, 1)``; TRL <= 0.28 silently replaces
     0 by 1e-3, TRL 1.x raises, so does this loss).
@@ -44,15 +48,29 @@ class ExoPairLoss(PairedReferenceLoss):
     name = "exo_pair"
     aliases = ("exo",)
     reference = "arXiv:2402.00856"
+    equivalents = dpo_family("exo_pair", {"label_smoothing": 1e-3}, trl_kwargs={"label_smoothing": 1e-3},
+                             swift_flags={"label_smoothing": 1e-3}, liger_kwargs={"label_smoothing": 1e-3})
 
-    def __init__(self, *, beta: float = 0.1, label_smoothing: float = 1e-3) -> None:
-        super().__init__(beta=beta)
+    def __init__(
+        self,
+        *,
+        beta: float = 0.1,
+        label_smoothing: float = 1e-3,
+        ld_alpha: float | None = None,
+        use_weighting: bool = False,
+        f_divergence_type: str = "reverse_kl",
+        f_alpha_divergence_coef: float = 0.5,
+        f_alpha_divergence_convention: str = "trl",
+    ) -> None:
+        super().__init__(beta=beta, ld_alpha=ld_alpha, use_weighting=use_weighting, f_divergence_type=f_divergence_type,
+                         f_alpha_divergence_coef=f_alpha_divergence_coef,
+                         f_alpha_divergence_convention=f_alpha_divergence_convention)
         self.label_smoothing = require_in_range(
             self.name, "label_smoothing", label_smoothing, 0.0, 1.0, low_inclusive=False, high_inclusive=False
         )
 
     def pair_losses(self, ratios: LogRatios) -> torch.Tensor:
-        z = self.beta * ratios.margin
+        z = self.beta * ratios.score_margin
         eps = self.label_smoothing
         chosen = torch.sigmoid(z) * (F.logsigmoid(z) - math.log1p(-eps))
         rejected = torch.sigmoid(-z) * (F.logsigmoid(-z) - math.log(eps))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from swift_loss_zoo.preference._paired import LogRatios, PairedReferenceLoss
+from swift_loss_zoo._equivalents import dpo_family
+from swift_loss_zoo.preference._paired import FDivergencePairLoss, LogRatios
 
 
-class HingeLoss(PairedReferenceLoss):
+class HingeLoss(FDivergencePairLoss):
     r"""Hinge (SLiC) loss on the DPO margin.
 
     .. math::
@@ -17,6 +18,9 @@ class HingeLoss(PairedReferenceLoss):
     pairs. :math:`1/\beta` is the margin SLiC calls :math:`\delta`.
 
     Paper: Zhao et al., SLiC-HF, arXiv:2305.10425. TRL ``loss_type="hinge"``.
+
+    Options: ``f_divergence_type`` / ``f_alpha_divergence_coef`` / ``f_alpha_divergence_convention``,
+    ``ld_alpha``, ``use_weighting``, as :class:`~swift_loss_zoo.preference.DpoLoss` (defaults: off).
 
     Defaults: ``beta=0.1``.
 
@@ -33,6 +37,7 @@ class HingeLoss(PairedReferenceLoss):
     name = "hinge"
     aliases = ("slic",)
     reference = "arXiv:2305.10425"
+    equivalents = dpo_family("hinge", swift_flags={}, liger_kwargs={})
 
     def pair_losses(self, ratios: LogRatios) -> torch.Tensor:
-        return torch.relu(1.0 - self.beta * ratios.margin)
+        return torch.relu(1.0 - self.beta * ratios.score_margin)

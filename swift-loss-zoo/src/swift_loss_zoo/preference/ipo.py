@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from swift_loss_zoo.preference._inputs import paired_inputs
-from swift_loss_zoo.preference._paired import LogRatios, PairedReferenceLoss
+from swift_loss_zoo._equivalents import call, dpo_family, flags, ms_swift, trl
+from swift_loss_zoo.preference._inputs import paired_inputs, with_options
+from swift_loss_zoo.preference._paired import FDivergencePairLoss, LogRatios
 
 
-class IpoLoss(PairedReferenceLoss):
+class IpoLoss(FDivergencePairLoss):
     r"""Identity Preference Optimization: regress the margin to :math:`1/(2\tau)`.
 
     .. math::
@@ -21,6 +22,9 @@ class IpoLoss(PairedReferenceLoss):
 
     Paper: Azar et al., "A General Theoretical Paradigm to Understand Learning from Human
     Preferences", arXiv:2310.12036 (Eq. 17). TRL ``loss_type="ipo"``.
+
+    Options: ``f_divergence_type`` / ``f_alpha_divergence_coef`` / ``f_alpha_divergence_convention``,
+    ``ld_alpha``, ``use_weighting``, as :class:`~swift_loss_zoo.preference.DpoLoss` (defaults: off).
 
     Defaults: ``beta=0.1`` (plays :math:`\tau`; target margin :math:`1/(2\tau) = 5` nats per token).
 
@@ -35,8 +39,17 @@ class IpoLoss(PairedReferenceLoss):
 
     name = "ipo"
     reference = "arXiv:2310.12036"
-    inputs = paired_inputs(reference=True, lengths=True)
+    equivalents = (
+        *dpo_family("ipo", swift_flags={}),
+        trl(call("DPOConfig", loss_type="ipo", f_divergence_type="js_divergence"),
+            {"f_divergence_type": "js_divergence"}),
+        ms_swift(flags(rlhf_type="dpo", loss_type="ipo", f_divergence_type="js_divergence"),
+                 {"f_divergence_type": "js_divergence"},
+                 differs="ms-swift applies the f-divergence to the length-averaged log-ratios; TRL 1.x and the zoo "
+                         "average the f-scores of the summed log-ratios"),
+    )
+    inputs = with_options(paired_inputs(reference=True, lengths=True))
 
     def pair_losses(self, ratios: LogRatios) -> torch.Tensor:
-        chosen, rejected = ratios.averaged()
+        chosen, rejected = ratios.averaged_scores()
         return (chosen - rejected - 0.5 / self.beta).square()

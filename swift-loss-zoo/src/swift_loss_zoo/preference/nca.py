@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from swift_loss_zoo._equivalents import dpo_family
 from swift_loss_zoo.preference._paired import LogRatios, PairedReferenceLoss
 
 
@@ -23,6 +24,8 @@ class NcaPairLoss(PairedReferenceLoss):
     Paper: Chen et al., "Noise Contrastive Alignment of Language Models with Explicit Rewards",
     arXiv:2402.05369. TRL ``loss_type="nca_pair"``.
 
+    Options: ``ld_alpha``, ``use_weighting``, as :class:`~swift_loss_zoo.preference.DpoLoss` (defaults: off).
+
     Defaults: ``beta=0.1``.
 
     Inputs: ``policy_chosen_logps``, ``policy_rejected_logps`` ``[B]`` (differentiable),
@@ -38,6 +41,7 @@ class NcaPairLoss(PairedReferenceLoss):
     name = "nca_pair"
     aliases = ("nca",)
     reference = "arXiv:2402.05369"
+    equivalents = dpo_family("nca_pair", swift_flags={}, liger_kwargs={})
 
     def pair_losses(self, ratios: LogRatios) -> torch.Tensor:
         chosen = self.beta * ratios.chosen

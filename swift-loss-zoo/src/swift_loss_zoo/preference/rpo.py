@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from swift_loss_zoo.preference._inputs import paired_inputs
+from swift_loss_zoo._equivalents import call, flags, ms_swift, trl
+from swift_loss_zoo.preference._inputs import paired_inputs, with_options
 from swift_loss_zoo.preference._paired import LogRatios, PairedReferenceLoss
 from swift_zoo.losses import require_non_negative
 
@@ -26,6 +27,8 @@ class RpoLoss(PairedReferenceLoss):
 
     Paper: Pang et al., arXiv:2404.19733. TRL <= 0.28 / ms-swift ``rpo_alpha``.
 
+    Options: ``ld_alpha``, ``use_weighting``, as :class:`~swift_loss_zoo.preference.DpoLoss` (defaults: off).
+
     Defaults: ``beta=0.1``, ``alpha=1.0`` (>= 0).
 
     Inputs: the four summed log-probs ``[B]`` plus ``chosen_lengths`` ``[B]`` (int).
@@ -41,10 +44,26 @@ class RpoLoss(PairedReferenceLoss):
 
     name = "rpo"
     reference = "arXiv:2404.19733"
-    inputs = paired_inputs(reference=True, lengths=True, rejected_lengths=False)
+    equivalents = (
+        trl(call("DPOConfig", loss_type=["sigmoid", "sft"], loss_weights=[1.0, 1.0]), {"alpha": 1.0},
+            differs="TRL takes the NLL as one token mean over the batch's chosen tokens, rpo per pair (equal when "
+                    "the chosen lengths are equal); weighted_sum of dpo and sft is TRL's form exactly"),
+        ms_swift(flags(rlhf_type="dpo", loss_type="sigmoid", rpo_alpha=1.0), {"alpha": 1.0},
+                 differs="ms-swift adds rpo_alpha times one token mean over the batch's chosen tokens, rpo a per-pair "
+                         "token mean (equal when the chosen lengths are equal); weighted_sum of dpo and sft is "
+                         "ms-swift's form exactly"),
+    )
+    inputs = with_options(paired_inputs(reference=True, lengths=True, rejected_lengths=False))
 
-    def __init__(self, *, beta: float = 0.1, alpha: float = 1.0) -> None:
-        super().__init__(beta=beta)
+    def __init__(
+        self,
+        *,
+        beta: float = 0.1,
+        alpha: float = 1.0,
+        ld_alpha: float | None = None,
+        use_weighting: bool = False,
+    ) -> None:
+        super().__init__(beta=beta, ld_alpha=ld_alpha, use_weighting=use_weighting)
         self.alpha = require_non_negative(self.name, "alpha", alpha)
 
     def pair_losses(self, ratios: LogRatios) -> torch.Tensor:

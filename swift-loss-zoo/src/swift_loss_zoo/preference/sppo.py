@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from swift_loss_zoo._equivalents import dpo_family
 from swift_loss_zoo.preference._paired import LogRatios, PairedReferenceLoss
 
 
@@ -21,6 +22,8 @@ class SppoHardLoss(PairedReferenceLoss):
     Paper: Wu et al., "Self-Play Preference Optimization for Language Model Alignment",
     arXiv:2405.00675. TRL ``loss_type="sppo_hard"``.
 
+    Options: ``ld_alpha``, ``use_weighting``, as :class:`~swift_loss_zoo.preference.DpoLoss` (defaults: off).
+
     Defaults: ``beta=0.1``.
 
     Inputs: ``policy_chosen_logps``, ``policy_rejected_logps`` ``[B]`` (differentiable),
@@ -35,6 +38,7 @@ class SppoHardLoss(PairedReferenceLoss):
 
     name = "sppo_hard"
     reference = "arXiv:2405.00675"
+    equivalents = dpo_family("sppo_hard", swift_flags={}, liger_kwargs={})
 
     def pair_losses(self, ratios: LogRatios) -> torch.Tensor:
         half = 0.5 / self.beta

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from swift_loss_zoo._equivalents import call, flags, liger, ms_swift, trl
 from swift_loss_zoo.preference._paired import smoothed_logistic
 from swift_loss_zoo.reference_free._pairwise import ReferenceFreePairLoss, pair_logps
 from swift_zoo import ConfigError, UnitLosses
@@ -46,6 +47,19 @@ class CPOLoss(ReferenceFreePairLoss):
 
     name = "cpo"
     reference = "arXiv:2401.08417"
+    equivalents = (
+        trl(call("CPOConfig", loss_type="sigmoid", cpo_alpha=0.0), {"cpo_alpha": 0.0}),
+        trl(call("CPOConfig", loss_type="hinge", cpo_alpha=0.0), {"cpo_alpha": 0.0, "loss_type": "hinge"}),
+        trl(call("CPOConfig", loss_type="ipo", cpo_alpha=0.0), {"cpo_alpha": 0.0, "loss_type": "ipo"}),
+        trl(call("CPOConfig", loss_type="sigmoid", label_smoothing=0.1, cpo_alpha=0.0),
+            {"cpo_alpha": 0.0, "label_smoothing": 0.1}),
+        trl(call("CPOConfig", loss_type="sigmoid"),
+            differs="TRL's NLL (cpo_alpha) is one token mean over the batch's chosen completion tokens, the zoo's a "
+                    "per-pair token mean (equal when the chosen lengths are equal)"),
+        ms_swift(flags(rlhf_type="cpo", cpo_alpha=0), {"cpo_alpha": 0.0}, settings="TRL 0.29's CPOTrainer"),
+        liger(call("LigerFusedLinearCPOLoss", alpha=0.0), {"cpo_alpha": 0.0}),
+        liger(call("LigerFusedLinearCPOLoss", alpha=0.0, label_smoothing=0.1), {"cpo_alpha": 0.0, "label_smoothing": 0.1}),
+    )
 
     def __init__(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from swift_loss_zoo._equivalents import call, flags, liger, ms_swift, trl
 from swift_loss_zoo.preference._paired import smoothed_logistic
 from swift_loss_zoo.reference_free._pairwise import PairLogps, ReferenceFreePairLoss, pair_logps
 from swift_zoo import UnitLosses
@@ -43,6 +44,17 @@ class SimPOLoss(ReferenceFreePairLoss):
 
     name = "simpo"
     reference = "arXiv:2405.14734"
+    equivalents = (
+        trl(call("CPOConfig", loss_type="simpo", beta=2.0, simpo_gamma=1.0, cpo_alpha=0.0)),
+        trl(call("CPOConfig", loss_type="simpo", beta=2.0, simpo_gamma=1.0, cpo_alpha=1.0), {"sft_weight": 1.0},
+            differs="TRL's NLL (cpo_alpha) is one token mean over the batch's chosen completion tokens, sft_weight's "
+                    "a per-pair token mean (equal when the chosen lengths are equal)"),
+        ms_swift(flags(rlhf_type="simpo", cpo_alpha=0), settings="TRL 0.29's CPOTrainer; beta 2.0, simpo_gamma 1.0"),
+        ms_swift(flags(rlhf_type="simpo"), {"sft_weight": 1.0},
+                 differs="ms-swift's default cpo_alpha=1 adds one token mean NLL over the batch's chosen tokens, "
+                         "sft_weight a per-pair token mean (equal when the chosen lengths are equal)"),
+        liger(call("LigerFusedLinearSimPOLoss", beta=2.0, gamma=1.0, alpha=0.0)),
+    )
 
     def __init__(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from swift_loss_zoo._equivalents import call, flags, ms_swift, trl
 from swift_zoo import BaseLoss, LossExample, TensorInput, UnitLosses
 from swift_zoo.losses import require_non_negative
 from swift_zoo.ops import upcast
@@ -41,6 +42,12 @@ class BradleyTerryLoss(BaseLoss):
     name = "bradley_terry"
     aliases = ("reward_model",)
     reference = "arXiv:2203.02155"
+    equivalents = (
+        trl(call("RewardConfig")),
+        trl(call("RewardConfig", center_rewards_coefficient=0.01), {"center_rewards_coefficient": 0.01},
+            settings="with a per-pair margin column as well"),
+        ms_swift(flags(rlhf_type="rm"), settings="RewardTrainer.compute_loss (TRL's form)"),
+    )
     reduction_unit = "pair"
     inputs = (
         TensorInput("chosen_rewards", ("B",), differentiable=True, doc="reward of the chosen completion"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from swift_loss_zoo._equivalents import call, flags, ms_swift, trl
 from swift_loss_zoo.preference._inputs import unpaired_inputs
 from swift_loss_zoo.unpaired._unpaired import WeightedUnpairedLoss
 from swift_zoo import UnitLosses
@@ -39,6 +40,10 @@ class APOZeroUnpairedLoss(WeightedUnpairedLoss):
 
     name = "apo_zero_unpaired"
     reference = "arXiv:2408.06266"
+    equivalents = (
+        trl(call("KTOConfig", loss_type="apo_zero_unpaired")),
+        ms_swift(flags(rlhf_type="kto", loss_type="apo_zero_unpaired"), settings="TRL 0.29's KTOTrainer"),
+    )
     inputs = unpaired_inputs(reference=True)
 
     def per_unit_loss(self, inputs: dict[str, torch.Tensor]) -> UnitLosses:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from swift_loss_zoo._equivalents import trl
 from swift_loss_zoo.preference._inputs import unpaired_inputs
 from swift_loss_zoo.unpaired._unpaired import UnpairedLoss
 from swift_zoo import LossExample, TensorInput, UnitLosses
@@ -54,6 +55,11 @@ class BCOLoss(UnpairedLoss):
 
     name = "bco"
     reference = "arXiv:2404.04656"
+    equivalents = (
+        trl("BCOTrainer, removed in TRL 1.x", differs="TRL 1.x removed BCOTrainer (PR #7136; TRL <= 0.29 has it in "
+                                           "trl.experimental.bco); the pairwise form survives as DPOConfig(loss_type="
+                                           "'bco_pair'), the zoo's bco_pair"),
+    )
     batch_dependent = (
         "without reward_baseline or delta, the reward shift is a running mean updated from each "
         "micro-batch's rewards before use, so it depends on how the batch is split (and on earlier calls)"

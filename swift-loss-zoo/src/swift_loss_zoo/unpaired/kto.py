@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from swift_loss_zoo._equivalents import call, flags, ms_swift, trl
 from swift_loss_zoo.preference._inputs import unpaired_inputs
 from swift_loss_zoo.unpaired._unpaired import WeightedUnpairedLoss
 from swift_zoo import LossInputError, TensorInput, UnitLosses
@@ -55,6 +56,12 @@ class KTOLoss(WeightedUnpairedLoss):
 
     name = "kto"
     reference = "arXiv:2402.01306"
+    equivalents = (
+        trl(call("KTOConfig", loss_type="kto")),
+        trl(call("KTOConfig", loss_type="kto", desirable_weight=1.3, undesirable_weight=0.7),
+            {"desirable_weight": 1.3, "undesirable_weight": 0.7}),
+        ms_swift(flags(rlhf_type="kto"), settings="TRL 0.29's KTOTrainer"),
+    )
     batch_dependent = (
         "without the kl_baseline input, the KL reference point z0 is the mean over the micro-batch's "
         "mismatched completions; pass kl_baseline (the trainer's all-reduced estimate) for exact splitting"
