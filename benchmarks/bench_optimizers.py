@@ -45,7 +45,7 @@ FULL = {"vocab": 2048, "hidden": 2048, "blocks": 10, "rounds": 5, "slow_rounds":
         "curve_batch": 16, "curve_seq": 32}
 QUICK = {"vocab": 64, "hidden": 64, "blocks": 2, "rounds": 2, "slow_rounds": 1, "curve_steps": 6,
          "curve_batch": 4, "curve_seq": 16}
-SLOW = {"muon", "soap"}  # seconds per step on this CPU: fewer rounds
+SLOW = {"muon", "soap", "normuon", "adamuon", "muon_clip", "scion", "kron"}  # seconds per step on this CPU: fewer rounds
 
 # Step-time / state settings per optimizer (defaults otherwise), one row each. GaLore at rank 128 is the
 # stated goal; the element-wise methods also run with fused=True (compiled per-tensor kernels, C kernels for
@@ -60,6 +60,10 @@ STEP_VARIANTS: dict[str, list[dict[str, Any]]] = {
     "adafactor": [{}, {"fused": True}, {"fused": True, "lr": 1e-3}],  # default (relative step) and HF Trainer modes
     "apollo_adamw": [{}, {"fused": True}],
     "apollo_mini": [{}, {"fused": True}],
+    "adamw": [{}, {"cautious": True, "fused": True}],
+    "adamw_8bit": [{}, {"fused": True}],
+    **{name: [{}, {"fused": True}] for name in ("adopt", "ademamix", "mars", "lamb", "adan", "stable_adamw", "sgd",
+                                               "prodigy")},
 }
 # Ops whose time is the method's own dense linear algebra (projections, Newton-Schulz, eigenbases):
 # the "method kernels" column, measured with torch.profiler on two extra steps.
@@ -83,6 +87,14 @@ CURVE_KWARGS: dict[str, dict[str, Any]] = {
     "q_galore_adamw": {"lr": 3e-3, "rank": 16, "update_proj_gap": 50, "scale": 1.0},
     "apollo_adamw": {"lr": 3e-3, "rank": 16, "update_proj_gap": 50},
     "apollo_mini": {"lr": 3e-3, "update_proj_gap": 50},
+    "adamw_8bit": {"lr": 3e-3, "min_8bit_size": 1024},  # the tiny LM's 64x64 matrices in 8 bits too
+    "sgd": {"lr": 0.1, "nesterov": True},
+    "prodigy": {},
+    "normuon": {"lr": 0.02, "adamw_lr": 3e-3},
+    "adamuon": {"lr": 3e-3, "adamw_lr": 3e-3},
+    "muon_clip": {"lr": 3e-3, "adamw_lr": 3e-3, "weight_decay": 0.0, "adamw_wd": 0.0},
+    "scion": {"lr": 0.02},
+    "kron": {"lr": 1e-3},
 }
 GOALS = [  # (optimizer, limit on the state ratio, text)
     ("galore_adamw", 0.25, "GaLore-AdamW state <= 25% of AdamW at rank 128"),
@@ -150,6 +162,8 @@ def build_tiny_lm(vocab: int, dim: int, heads: int) -> Any:
     from torch import nn
 
     class Attention(nn.Module):
+        qk_logits_from_projections = True  # muon_clip: logits are q_proj(x) k_proj(x)^T per head, causal
+
         def __init__(self) -> None:
             super().__init__()
             self.num_heads = heads

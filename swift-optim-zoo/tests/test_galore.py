@@ -345,3 +345,48 @@ def test_cpu_saved_state_lands_on_the_cuda_parameter():
         opt.step()
         fresh.step()
     torch.testing.assert_close(q.cpu(), p.detach(), rtol=1e-6, atol=1e-8)
+
+
+# ------------------------------------------------------------------ galore-torch compatibility mode
+def test_compat_mode_refreshes_at_one_based_steps_1_6_11_with_raw_svd_signs():
+    grads = _grads((12, 8), 12, 5)
+    param = torch.nn.Parameter(torch.zeros(12, 8, dtype=torch.float64))
+    opt = GaLoreAdamW([param], rank=3, update_proj_gap=5, galore_torch_compat=True)
+    refreshed, previous = [], None
+    for step, grad in enumerate(grads, start=1):
+        param.grad = grad
+        opt.step()
+        basis = opt.state[param]["basis"]
+        if previous is None or not torch.equal(basis, previous):
+            refreshed.append(step)
+            vh = torch.linalg.svd(grad, full_matrices=False)[2]
+            assert torch.equal(basis, vh[:3].mT)  # LAPACK's signs, no alignment
+        previous = basis.clone()
+    assert refreshed == [1, 6, 11]
+
+
+def test_compat_mode_other_params_take_galore_torch_adamw_arithmetic():
+    """eps added to sqrt(v), bias corrections in the step size, decay after the update (float64 recomputation)."""
+    g = torch.Generator().manual_seed(0)
+    bias = torch.nn.Parameter(torch.randn(5, generator=g, dtype=torch.float64))
+    twin = torch.nn.Parameter(bias.detach().clone())
+    grads = [torch.randn(5, generator=g, dtype=torch.float64) * 1e-3 for _ in range(4)]
+    lr, (b1, b2), eps, wd = 0.1, (0.8, 0.9), 1e-3, 0.2
+    opt = GaLoreAdamW([bias], lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd, rank=2, galore_torch_compat=True)
+    default = GaLoreAdamW([twin], lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd, rank=2)
+    w, m, v = bias.detach().clone(), torch.zeros(5, dtype=torch.float64), torch.zeros(5, dtype=torch.float64)
+    for t, grad in enumerate(grads, start=1):
+        bias.grad, twin.grad = grad.clone(), grad.clone()
+        opt.step()
+        default.step()
+        m = b1 * m + (1 - b1) * grad
+        v = b2 * v + (1 - b2) * grad * grad
+        w = w - lr * math.sqrt(1 - b2**t) / (1 - b1**t) * m / (v.sqrt() + eps)
+        w = w - lr * wd * w
+    torch.testing.assert_close(bias.detach(), w, rtol=1e-12, atol=1e-14)
+    assert (twin.detach() - w).abs().max() > 1e-4  # the default (torch's AdamW) differs: eps placement, decay order
+
+
+def test_compat_mode_is_a_bool():
+    with pytest.raises(ConfigError, match=r"galore_torch_compat must be a bool, got 'yes'"):
+        GaLoreAdamW([torch.nn.Parameter(torch.zeros(4, 4))], galore_torch_compat="yes")

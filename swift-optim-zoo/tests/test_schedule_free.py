@@ -14,12 +14,15 @@ from swift_optim_zoo.schedule_free import ScheduleFreeAdamW
 from swift_zoo.optim import declared_state_bytes, measure_state_bytes
 
 
-def reference_sequences(p0, grad_fn, steps, *, lr, beta1, beta2, eps, wd, warmup, r=0.0, power=2.0):
+def reference_sequences(p0, grad_fn, steps, *, lr, beta1, beta2, eps, wd, warmup, r=0.0, power=2.0,
+                        step_size_correction=False):
     """Float64 schedule-free AdamW with x and z kept explicitly; returns (y, x) after ``steps``.
 
-    y_t = (1-b1) z_t + b1 x_t; g = grad(y_t); v = b2 v + (1-b2) g^2;
-    gamma_t = lr min(1, t/warmup) sqrt(1 - b2^t); c_t = w_t / sum w, w_t = t^r max(gamma)^power;
-    z_{t+1} = z_t - gamma_t (g / (sqrt(v) + eps) + wd y_t); x_{t+1} = (1 - c_t) x_t + c_t z_{t+1}.
+    y_t = (1-b1) z_t + b1 x_t; g = grad(y_t); v = b2 v + (1-b2) g^2; bc_t = 1 - b2^t;
+    gamma_t = lr min(1, t/warmup); c_t = w_t / sum w, w_t = t^r max(gamma)^power;
+    z_{t+1} = z_t - gamma_t (g / (sqrt(v / bc_t) + eps) + wd y_t); x_{t+1} = (1 - c_t) x_t + c_t z_{t+1}.
+    With ``step_size_correction`` (schedulefree <= 1.2): gamma_t carries sqrt(bc_t) and the denominator is
+    sqrt(v) + eps.
     """
     x = p0.double().clone()
     z = x.clone()
@@ -29,12 +32,15 @@ def reference_sequences(p0, grad_fn, steps, *, lr, beta1, beta2, eps, wd, warmup
         y = (1 - beta1) * z + beta1 * x
         g = grad_fn(t, y)
         v = beta2 * v + (1 - beta2) * g * g
-        gamma = lr * (t / warmup if t <= warmup else 1.0) * math.sqrt(1 - beta2**t)
+        bc = 1 - beta2**t
+        gamma = lr * (t / warmup if t <= warmup else 1.0)
+        if step_size_correction:
+            gamma, bc = gamma * math.sqrt(bc), 1.0
         gamma_max = max(gamma_max, gamma)
         w = t**r * gamma_max**power
         weight_sum += w
         c = w / weight_sum
-        z = z - gamma * (g / (v.sqrt() + eps) + wd * y)
+        z = z - gamma * (g / ((v / bc).sqrt() + eps) + wd * y)
         x = (1 - c) * x + c * z
     return (1 - beta1) * z + beta1 * x, x
 
@@ -45,23 +51,48 @@ def _grad(t: int, y: torch.Tensor) -> torch.Tensor:
     return y - torch.randn(y.shape, generator=gen, dtype=torch.float64)
 
 
+@pytest.mark.parametrize("correction", ["denominator", "step_size"])
 @pytest.mark.parametrize("mode", ["loop", "foreach", "fused"])
 @pytest.mark.parametrize(("warmup", "wd", "r"), [(0, 0.0, 0.0), (3, 0.1, 0.0), (2, 0.05, 1.0)])
-def test_sequences_match_float64_reference(warmup: int, wd: float, r: float, mode: str) -> None:
+def test_sequences_match_float64_reference(warmup: int, wd: float, r: float, mode: str, correction: str) -> None:
     gen = torch.Generator().manual_seed(warmup)
     p0 = torch.randn(4, 3, generator=gen, dtype=torch.float64)
     p = nn.Parameter(p0.clone())
     opt = ScheduleFreeAdamW([p], lr=0.05, betas=(0.9, 0.99), eps=1e-8, weight_decay=wd, warmup_steps=warmup, r=r,
-                            foreach=mode == "foreach", fused=mode == "fused")
+                            foreach=mode == "foreach", fused=mode == "fused", bias_correction=correction)
     for t in range(1, 7):
         p.grad = _grad(t, p.detach())
         opt.step()
-    y, x = reference_sequences(p0, _grad, 6, lr=0.05, beta1=0.9, beta2=0.99, eps=1e-8, wd=wd, warmup=warmup, r=r)
+    y, x = reference_sequences(p0, _grad, 6, lr=0.05, beta1=0.9, beta2=0.99, eps=1e-8, wd=wd, warmup=warmup, r=r,
+                               step_size_correction=correction == "step_size")
     torch.testing.assert_close(p.detach(), y, rtol=1e-10, atol=1e-12)
     opt.eval()
     torch.testing.assert_close(p.detach(), x, rtol=1e-10, atol=1e-12)
     opt.train()
     torch.testing.assert_close(p.detach(), y, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(("correction", "ys", "x"), [
+    ("denominator", [0.1, 0.152035, 0.20317], 0.193859),  # schedulefree 1.4.1 (the issue's repro)
+    ("step_size", [0.1, 0.166216, 0.23058], 0.224438),  # schedulefree <= 1.2
+])
+def test_scalar_repro_of_the_issue(correction: str, ys: list[float], x: float) -> None:
+    """f(w) = (w - 1)^2, lr 0.1, no warmup, 3 steps from w = 0: the y after each step and the eval-mode x."""
+    w = nn.Parameter(torch.zeros((), dtype=torch.float64))
+    opt = ScheduleFreeAdamW([w], lr=0.1, bias_correction=correction)
+    seen = []
+    for _ in range(3):
+        w.grad = 2 * (w.detach() - 1)
+        opt.step()
+        seen.append(w.item())
+    assert seen == pytest.approx(ys, abs=5e-6)
+    opt.eval()
+    assert w.item() == pytest.approx(x, abs=5e-6)
+
+
+def test_unknown_bias_correction_is_refused() -> None:
+    with pytest.raises(swift_zoo.ConfigError, match=r"bias_correction must be one of 'denominator', 'step_size', got 'v1.2'"):
+        ScheduleFreeAdamW([nn.Parameter(torch.zeros(2))], bias_correction="v1.2")
 
 
 def test_step_in_eval_mode_raises_with_how_to_fix() -> None:

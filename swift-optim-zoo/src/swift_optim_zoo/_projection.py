@@ -94,6 +94,13 @@ def exact_basis(grad: torch.Tensor, rank: int, side: Side) -> torch.Tensor:
     return u[:, :rank]
 
 
+def raw_svd_basis(grad: torch.Tensor, rank: int, side: Side) -> torch.Tensor:
+    """Top-``rank`` singular vectors with the signs LAPACK returns, computed as galore-torch does: the SVD of
+    ``grad`` itself (never its transpose), ``U[:, :rank]`` on the left, ``Vh[:rank].T`` on the right."""
+    u, _, vh = torch.linalg.svd(grad, full_matrices=False)
+    return u[:, :rank] if side == "left" else vh[:rank].mT
+
+
 def randomized_basis(
     grad: torch.Tensor,
     rank: int,

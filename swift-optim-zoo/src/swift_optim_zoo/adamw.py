@@ -7,9 +7,11 @@ from typing import Any
 
 import torch
 
-from swift_optim_zoo._catalogue._distributed import TORCH_ADAMW
+from swift_optim_zoo._catalogue._distributed import TENSOR_SUMS, TORCH_ADAMW
+from swift_optim_zoo._cautious_rules import cautious_adamw_step
 from swift_optim_zoo._inner_adamw import inner_adamw_step
-from swift_zoo.optim import ZooOptimizer, is_dtensor, require_betas, require_non_negative
+from swift_zoo import ConfigError
+from swift_zoo.optim import ZooOptimizer, is_dtensor, require_betas, require_bool, require_non_negative
 
 
 def _fused_supported(params: Iterable[Any]) -> bool:
@@ -38,7 +40,11 @@ class AdamW(ZooOptimizer, torch.optim.AdamW):
     gets the arithmetic it gets on the whole tensor (:mod:`swift_optim_zoo._shard_aligned`): the
     parameters are bitwise those of one process.
 
-    Defaults: ``lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01``.
+    ``cautious=True`` (C-AdamW, arXiv:2411.16085): the update is masked where its sign disagrees with the
+    gradient and rescaled by ``numel / (kept + 1)``; it steps through the zoo's element-wise rule
+    (:mod:`swift_optim_zoo._cautious_rules`, compiled when ``fused``) with torch's state layout.
+
+    Defaults: ``lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, cautious=False``.
 
     .. code-block:: yaml
 
@@ -60,8 +66,13 @@ class AdamW(ZooOptimizer, torch.optim.AdamW):
         weight_decay: float = 0.01,
         amsgrad: bool = False,
         fused: bool | None = None,
+        cautious: bool = False,
     ) -> None:
         owner = f"optimizer {self.name!r}"
+        require_bool(owner, "cautious", cautious)
+        if cautious and amsgrad:
+            message = f"{owner}: cautious=True does not combine with amsgrad=True"
+            raise ConfigError(message, key="cautious", expected="amsgrad=False with cautious=True", found=amsgrad)
         require_non_negative(owner, "lr", lr)
         require_betas(owner, "betas", betas)
         require_non_negative(owner, "eps", eps)
@@ -69,10 +80,18 @@ class AdamW(ZooOptimizer, torch.optim.AdamW):
         params = list(params)
         if fused is None:
             fused = _fused_supported(params)
+        if cautious:  # the kept-count is a whole-tensor sum: flat partitions (ZeRO, FSDP1) would cut it
+            self.distributed = TENSOR_SUMS
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, fused=fused or None)
+        self.defaults["cautious"] = cautious
+        for group in self.param_groups:
+            group.setdefault("cautious", cautious)
 
     def _step(self) -> None:
+        if any(group.get("cautious") for group in self.param_groups):
+            cautious_adamw_step(self)
+            return
         if any(is_dtensor(p) for group in self.param_groups for p in group["params"]):
             for group in self.param_groups:  # FSDP2: the same kernel on shard pieces aligned as on whole tensors
                 inner_adamw_step(self, group["params"], group, amsgrad=group["amsgrad"])

@@ -84,6 +84,41 @@ WHOLE_MATRIX_UNSHARDED = DistributedCapability(
     fsdp1_flat=Support("refused", _WHOLE_MATRIX_ONLY),
 )
 
+_PARTITIONS_MIX_TENSORS = (
+    "the update needs whole-tensor sums (a trust ratio, an RMS, a norm, a sign count), and this wrapper hands the "
+    "optimizer flat partitions that cut and mix tensors, so the sums would be wrong; use DDP, or FSDP2 (the sums are "
+    "all-reduced per tensor there)"
+)
+
+#: element-wise methods with a per-tensor statistic (LAMB, StableAdamW, MARS, Prodigy, the cautious mask)
+TENSOR_SUMS = DistributedCapability(
+    ddp=DDP_TESTED,
+    fsdp2=Support("untested", "element-wise on the local shards, each whole-tensor sum all-reduced over the mesh"),
+    zero1_2=Support("refused", _PARTITIONS_MIX_TENSORS),
+    zero3=Support("refused", _PARTITIONS_MIX_TENSORS),
+    fsdp1_flat=Support("refused", _PARTITIONS_MIX_TENSORS),
+)
+
+#: block-wise quantised states (adamw_8bit): blocks of 256 consecutive elements of each rank's local tensor
+BLOCKWISE = DistributedCapability(
+    ddp=DDP_TESTED,
+    fsdp2=Support("untested", "quantisation blocks on each rank's local shard: the blocks of one process wherever a "
+                              "shard holds whole blocks (rows of a multiple of 256 elements)"),
+    zero1_2=Support("untested", "quantisation blocks on the flat partitions"),
+    zero3=Support("untested", "quantisation blocks on the partitions"),
+    fsdp1_flat=Support("untested", "quantisation blocks on the flat shards"),
+)
+
+#: MuonClip: Muon's whole-matrix step plus QK-clip, which rescales rows of each head of the q/k projections
+MUON_CLIP = DistributedCapability(
+    ddp=DDP_TESTED,
+    fsdp2=Support("refused", "QK-clip rescales the rows of each attention head of the q/k projections, which needs "
+                             "whole projections on every rank; use DDP, or muon / normuon under FSDP2"),
+    zero1_2=Support("refused", _WHOLE_MATRIX_ONLY),
+    zero3=Support("refused", _WHOLE_MATRIX_ONLY),
+    fsdp1_flat=Support("refused", _WHOLE_MATRIX_ONLY),
+)
+
 ROW_STATISTICS = DistributedCapability(
     ddp=DDP_TESTED,
     fsdp2=Support("supported", (

@@ -10,6 +10,7 @@ import torch
 
 from swift_optim_zoo.galore._hybrid import check_adam_hyperparameters, write_coefficients
 from swift_optim_zoo.galore._projected import GaLoreBase, check_projection_kwargs
+from swift_zoo.optim import require_bool
 
 
 class GaLoreAdamW(GaLoreBase):
@@ -40,6 +41,16 @@ class GaLoreAdamW(GaLoreBase):
     cheaper than the exact SVD on 2048x2048 for a few percent more residual; ``"svd"`` is the exact
     refresh of the paper. Tensors only in the state: ``torch.load(weights_only=True)`` reads it, and
     resuming continues the same trajectory, refresh schedule included.
+
+    **galore-torch compatibility** (``galore_torch_compat=True``, opt-in): reproduces galore-torch 1.0's
+    ``AdamW`` exactly, for runs that must match published ones. The basis is the exact SVD of the gradient
+    itself with the signs LAPACK returns (``proj_method`` is ignored), and the parameters the projection does not
+    act on take galore-torch's AdamW arithmetic instead of torch's: ``eps`` added to :math:`\sqrt{V}` (not to
+    :math:`\sqrt{V/(1-\beta_2^t)}`), the bias corrections folded into the step size, and weight decay applied
+    after the update. The refresh schedule is galore-torch's in both modes: the basis is recomputed before the
+    step counter increments, at 1-based steps 1, 1 + gap, 1 + 2 gap, ... (1, 6, 11 for ``update_proj_gap=5``).
+    Raw signs make the trajectory depend on the LAPACK build after the second refresh (Adam moments kept across
+    a sign flip change meaning), which is why the default aligns them.
 
     Gradient clipping (the trainer's ``clip_grad_norm_``) acts on full-rank gradients, before the
     projection. Under FSDP2 each matrix's gradient goes whole to one owner rank, which keeps the basis and
@@ -76,6 +87,7 @@ class GaLoreAdamW(GaLoreBase):
         oversampling: int = 8,
         power_iterations: int = 1,
         seed: int = 0,
+        galore_torch_compat: bool = False,
     ) -> None:
         owner = f"optimizer {self.name!r}"
         check_adam_hyperparameters(owner, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
@@ -86,6 +98,7 @@ class GaLoreAdamW(GaLoreBase):
             "lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay, "rank": rank,
             "update_proj_gap": update_proj_gap, "scale": scale, "proj_method": proj_method,
             "oversampling": oversampling, "power_iterations": power_iterations, "seed": seed,
+            "galore_torch_compat": require_bool(owner, "galore_torch_compat", galore_torch_compat),
         }
         super().__init__(params, defaults)
 
@@ -93,6 +106,28 @@ class GaLoreAdamW(GaLoreBase):
     def example_kwargs(cls) -> dict[str, Any]:
         """Small settings for the conformance suite: rank 4, exact SVD, a refresh every 3 steps."""
         return {"lr": 1e-2, "rank": 4, "update_proj_gap": 3, "proj_method": "svd"}
+
+    def _full_rank_step(self, params: list[torch.Tensor], group: dict[str, Any]) -> None:
+        """torch's AdamW, or galore-torch's AdamW arithmetic with ``galore_torch_compat``."""
+        if not group.get("galore_torch_compat", False):
+            super()._full_rank_step(params, group)
+            return
+        beta1, beta2 = group["betas"]
+        for param in params:
+            state = self.state[param]
+            if not state:
+                state["step"] = torch.zeros((), dtype=torch.float32, device=param.device)
+                state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            state["step"] += 1
+            step = float(state["step"])
+            grad = param.grad
+            state["exp_avg"].mul_(beta1).add_(grad, alpha=1.0 - beta1)
+            state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+            step_size = group["lr"] * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
+            param.addcdiv_(state["exp_avg"], state["exp_avg_sq"].sqrt().add_(group["eps"]), value=-step_size)
+            if group["weight_decay"] > 0:
+                param.add_(param, alpha=-group["lr"] * group["weight_decay"])
 
     def _low_rank_state_bytes(self, rows: int, cols: int, rank: int, itemsize: int,
                               group: Mapping[str, Any]) -> int:

@@ -141,7 +141,7 @@ class LowRankHybrid(ZooOptimizer):
                 rows, cols = matrix_view_shape(param.shape)
                 grad = param.grad.reshape(rows, cols).to(compute_dtype(param))
                 self._apply_update(param, grad, self._owner_step(param, grad, self.state[param], group, index), group)
-            inner_adamw_step(self, others, group)
+            self._full_rank_step(others, group)
         if sharded:
             self._sharded_steps(sharded)
 
@@ -172,6 +172,10 @@ class LowRankHybrid(ZooOptimizer):
             if grad.numel():
                 self._apply_update(param, grad, received[offset:offset + count], group)
             offset += count
+
+    def _full_rank_step(self, params: list[torch.Tensor], group: dict[str, Any]) -> None:
+        """The parameters the method does not act on: torch's AdamW with the group's hyperparameters."""
+        inner_adamw_step(self, params, group)
 
     # --------------------------------------------------------------------- helpers
     @staticmethod

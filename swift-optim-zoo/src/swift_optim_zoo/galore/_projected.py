@@ -12,6 +12,7 @@ from swift_optim_zoo._projection import (
     mix_seed,
     project,
     projection_side,
+    raw_svd_basis,
     subspace_basis,
 )
 from swift_optim_zoo.galore._hybrid import Layout, LowRankHybrid, compute_dtype
@@ -64,11 +65,14 @@ class GaLoreBase(LowRankHybrid):
             state["seed"] = mix_seed(int(group.get("seed", 0)), index)
         previous = self._stored_basis(state, grad.dtype)
         if self._refresh_due(state, group):
-            basis = subspace_basis(
-                grad, rank, side, group["proj_method"], seed=mix_seed(state["seed"], state["step"]),
-                previous=previous, oversampling=int(group["oversampling"]),
-                power_iterations=int(group["power_iterations"]),
-            )
+            if group.get("galore_torch_compat", False):  # galore-torch: exact SVD, LAPACK's signs
+                basis = raw_svd_basis(grad, rank, side)
+            else:
+                basis = subspace_basis(
+                    grad, rank, side, group["proj_method"], seed=mix_seed(state["seed"], state["step"]),
+                    previous=previous, oversampling=int(group["oversampling"]),
+                    power_iterations=int(group["power_iterations"]),
+                )
             self._store_basis(state, basis, group)
             self._after_refresh(state, previous, basis, group)
             basis = self._stored_basis(state, grad.dtype)

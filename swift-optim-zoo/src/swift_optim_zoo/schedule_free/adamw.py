@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -15,11 +15,14 @@ from swift_zoo.optim import (
     ZooOptimizer,
     local_tensor,
     require_betas,
+    require_choice,
     require_finite,
     require_in_range,
     require_int,
     require_non_negative,
 )
+
+BIAS_CORRECTIONS = ("denominator", "step_size")
 
 
 class ScheduleFreeAdamW(ZooOptimizer):
@@ -31,13 +34,17 @@ class ScheduleFreeAdamW(ZooOptimizer):
 
     .. math::
         v \leftarrow \beta_2 v + (1-\beta_2) g^2,\qquad
-        \gamma_t = \eta\,\min(1, t/\text{warmup})\,\sqrt{1-\beta_2^{t}},\\
+        \gamma_t = \eta\,\min(1, t/\text{warmup}),\\
         c_t = \frac{w_t}{\sum_{i\le t} w_i},\quad w_t = t^{r}\,(\max_{i\le t}\gamma_i)^{p},\qquad
-        u = g / (\sqrt{v} + \epsilon) + \lambda y,\\
+        u = g / \big(\sqrt{v / (1-\beta_2^t)} + \epsilon\big) + \lambda y,\\
         z \leftarrow z - \gamma_t u,\qquad
         x \leftarrow (1-c_t)\,x + c_t\,z
 
-    (``p`` = ``weight_lr_power``; weight decay is taken at :math:`y`). The parameter tensor holds
+    (``p`` = ``weight_lr_power``; weight decay is taken at :math:`y`). This is the form of schedulefree >= 1.3
+    (Nov 2024; 1.4.1 and pytorch_optimizer 4.1 agree): the second moment is bias-corrected in the denominator.
+    ``bias_correction="step_size"`` reproduces schedulefree <= 1.2 instead, which puts
+    :math:`\sqrt{1-\beta_2^t}` into :math:`\gamma_t` (and so into the averaging weights :math:`w_t`) and divides
+    by :math:`\sqrt{v} + \epsilon`; use it only to continue a run started with that version. The parameter tensor holds
     :math:`y` in train mode and :math:`x` in eval mode; ``y`` is updated in place without storing
     ``x`` (the reference's formulation). State: ``z`` and ``exp_avg_sq`` (parameter dtype).
 
@@ -52,7 +59,7 @@ class ScheduleFreeAdamW(ZooOptimizer):
     the usual practice is to call ``eval()`` before saving.
 
     Defaults (the reference's): ``lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
-    warmup_steps=0, r=0, weight_lr_power=2``. ``foreach=None`` uses multi-tensor ops on CUDA and a
+    warmup_steps=0, r=0, weight_lr_power=2, bias_correction="denominator"``. ``foreach=None`` uses multi-tensor ops on CUDA and a
     per-tensor loop with reused scratch buffers on CPU (as :class:`swift_optim_zoo.lion.Lion`).
     ``fused=True`` runs the per-tensor rule compiled into one pass over memory
     (:mod:`swift_optim_zoo._fused`); it overrides ``foreach``.
@@ -82,6 +89,7 @@ class ScheduleFreeAdamW(ZooOptimizer):
         weight_lr_power: float = 2.0,
         foreach: bool | None = None,
         fused: bool = False,
+        bias_correction: Literal["denominator", "step_size"] = "denominator",
     ) -> None:
         owner = f"optimizer {self.name!r}"
         require_non_negative(owner, "lr", lr)
@@ -93,10 +101,11 @@ class ScheduleFreeAdamW(ZooOptimizer):
         require_finite(owner, "r", r)
         require_in_range(owner, "weight_lr_power", weight_lr_power, 0.0, 100.0)
         check_fused(self.name, fused)
+        require_choice(owner, "bias_correction", bias_correction, BIAS_CORRECTIONS)
         defaults = {
             "lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
             "warmup_steps": warmup_steps, "r": r, "weight_lr_power": weight_lr_power,
-            "foreach": foreach, "fused": fused, "k": 0, "train_mode": True, "weight_sum": 0.0, "lr_max": -1.0, "scheduled_lr": 0.0,
+            "foreach": foreach, "fused": fused, "bias_correction": bias_correction, "k": 0, "train_mode": True, "weight_sum": 0.0, "lr_max": -1.0, "scheduled_lr": 0.0,
         }
         super().__init__(params, defaults)
 
@@ -154,7 +163,10 @@ class ScheduleFreeAdamW(ZooOptimizer):
         k = group["k"]
         warmup = group["warmup_steps"]
         schedule = (k + 1) / warmup if k < warmup else 1.0
-        lr = group["lr"] * schedule * math.sqrt(1 - beta2 ** (k + 1))
+        bias_correction2 = 1 - beta2 ** (k + 1)
+        lr = group["lr"] * schedule
+        if group.get("bias_correction", "denominator") == "step_size":  # schedulefree <= 1.2
+            lr, bias_correction2 = lr * math.sqrt(bias_correction2), 1.0
         group["scheduled_lr"] = lr
         lr_max = group["lr_max"] = max(lr, group["lr_max"])
         weight = ((k + 1) ** group["r"]) * (lr_max ** group["weight_lr_power"])
@@ -178,7 +190,7 @@ class ScheduleFreeAdamW(ZooOptimizer):
         group["k"] = k + 1
         if not ys:
             return
-        hyper = {"lr": lr, "beta1": beta1, "beta2": beta2, "eps": group["eps"],
+        hyper = {"lr": lr, "beta1": beta1, "beta2": beta2, "eps": group["eps"], "bias_correction2": bias_correction2,
                  "weight_decay": group["weight_decay"], "ckp1": ckp1}
         if group.get("fused", False):
             _fused_step(ys, grads, zs, exp_avg_sqs, **hyper)
@@ -191,7 +203,8 @@ class ScheduleFreeAdamW(ZooOptimizer):
             return
         torch._foreach_mul_(exp_avg_sqs, beta2)
         torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
-        denoms = torch._foreach_sqrt(exp_avg_sqs)
+        denoms = torch._foreach_div(exp_avg_sqs, bias_correction2)
+        torch._foreach_sqrt_(denoms)
         torch._foreach_add_(denoms, group["eps"])
         updates = torch._foreach_div(grads, denoms)  # a new tensor: p.grad is left as it is
         del denoms
@@ -204,7 +217,7 @@ class ScheduleFreeAdamW(ZooOptimizer):
 
 def _single_tensor_step(ys: list[torch.Tensor], grads: list[torch.Tensor], zs: list[torch.Tensor],
                         exp_avg_sqs: list[torch.Tensor], *, lr: float, beta1: float, beta2: float, eps: float,
-                        weight_decay: float, ckp1: float) -> None:
+                        bias_correction2: float, weight_decay: float, ckp1: float) -> None:
     """The same update one tensor at a time, with two scratch buffers reused across tensors."""
     scratch: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
     for y, grad, z, exp_avg_sq in zip(ys, grads, zs, exp_avg_sqs):
@@ -214,7 +227,7 @@ def _single_tensor_step(ys: list[torch.Tensor], grads: list[torch.Tensor], zs: l
             largest = max(t.numel() for t in ys if (t.dtype, t.device) == key)
             scratch[key] = torch.empty(2 * largest, dtype=y.dtype, device=y.device)
         n = y.numel()
-        denom = torch.sqrt(exp_avg_sq.reshape(-1), out=scratch[key][:n]).add_(eps)
+        denom = torch.div(exp_avg_sq.reshape(-1), bias_correction2, out=scratch[key][:n]).sqrt_().add_(eps)
         update = torch.div(grad.reshape(-1), denom, out=scratch[key][n:2 * n]).view(y.shape)
         if weight_decay != 0:
             update.add_(y, alpha=weight_decay)
@@ -225,10 +238,10 @@ def _single_tensor_step(ys: list[torch.Tensor], grads: list[torch.Tensor], zs: l
 
 def _schedule_free_rule(y: torch.Tensor, grad: torch.Tensor, z: torch.Tensor, exp_avg_sq: torch.Tensor,
                         hyper: torch.Tensor) -> None:
-    """The step on one tensor, in place; ``hyper`` = ``(lr, beta1, beta2, eps, weight_decay, ckp1)``."""
-    lr, beta1, beta2, eps, weight_decay, ckp1 = (hyper[i] for i in range(6))
+    """The step on one tensor, in place; ``hyper`` = ``(lr, beta1, beta2, eps, bias_correction2, weight_decay, ckp1)``."""
+    lr, beta1, beta2, eps, bias_correction2, weight_decay, ckp1 = (hyper[i] for i in range(7))
     exp_avg_sq.mul_(beta2).add_(grad * grad * (1 - beta2))
-    update = grad / (exp_avg_sq.sqrt() + eps) + y * weight_decay
+    update = grad / ((exp_avg_sq / bias_correction2).sqrt() + eps) + y * weight_decay
     # torch.lerp's two-sided formula, as the eager path: at ckp1 = 1 (first step) y lands exactly on z
     diff = z - y
     y.copy_(torch.where(ckp1 < 0.5, y + diff * ckp1, z - diff * (1 - ckp1)))
@@ -241,12 +254,12 @@ SCHEDULE_FREE_KERNEL = FusedKernel(_schedule_free_rule)
 
 def _fused_step(ys: list[torch.Tensor], grads: list[torch.Tensor], zs: list[torch.Tensor],
                 exp_avg_sqs: list[torch.Tensor], *, lr: float, beta1: float, beta2: float, eps: float,
-                weight_decay: float, ckp1: float) -> None:
-    scalars = (lr, beta1, beta2, eps, weight_decay, ckp1)
+                bias_correction2: float, weight_decay: float, ckp1: float) -> None:
+    scalars = (lr, beta1, beta2, eps, bias_correction2, weight_decay, ckp1)
     for y, grad, z, exp_avg_sq in zip(ys, grads, zs, exp_avg_sqs):
         if not (can_alias(y, grad, z, exp_avg_sq) and grad.dtype == y.dtype):
             _single_tensor_step([y], [grad], [z], [exp_avg_sq], lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-                                weight_decay=weight_decay, ckp1=ckp1)
+                                bias_correction2=bias_correction2, weight_decay=weight_decay, ckp1=ckp1)
             continue
         SCHEDULE_FREE_KERNEL(alias(y), alias(grad), alias(z), alias(exp_avg_sq), scalars=scalars,
                              owner="schedule_free_adamw")

@@ -1,0 +1,132 @@
+"""CAME (Luo et al., "CAME: Confidence-guided Adaptive Memory Efficient Optimization", arXiv:2307.02047)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+
+from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX_UNSHARDED
+from swift_optim_zoo._stepping import stepped_params
+from swift_zoo import ConfigError, DistributedCapability
+from swift_zoo.optim import ZooOptimizer, require_betas, require_non_negative, require_positive
+
+
+def factored_rsqrt(row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
+    r"""Adafactor's rank-1 estimate :math:`(R C^\top / \mathrm{sum}(R))^{-1/2}` from row and column means
+    (``[..., m]``, ``[..., n]``), as ``[..., m, n]``."""
+    row_factor = (row / row.mean(dim=-1, keepdim=True)).rsqrt().unsqueeze(-1)
+    return row_factor * col.unsqueeze(-2).rsqrt()
+
+
+def came_update(param: torch.Tensor, grad: torch.Tensor, state: dict[str, Any], group: Mapping[str, Any]) -> None:
+    """One CAME step on one whole tensor (a pure function of full matrices and their state)."""
+    beta1, beta2, beta3 = group["betas"]
+    eps1, eps2 = group["eps"]
+    grad = grad.float() if grad.dtype in (torch.bfloat16, torch.float16) else grad
+    squared = grad * grad + eps1
+    if "exp_avg_sq_row" in state:
+        state["exp_avg_sq_row"].mul_(beta2).add_(squared.mean(dim=-1), alpha=1 - beta2)
+        state["exp_avg_sq_col"].mul_(beta2).add_(squared.mean(dim=-2), alpha=1 - beta2)
+        update = factored_rsqrt(state["exp_avg_sq_row"], state["exp_avg_sq_col"]).mul_(grad)
+    else:
+        state["exp_avg_sq"].mul_(beta2).add_(squared, alpha=1 - beta2)
+        update = state["exp_avg_sq"].rsqrt().mul_(grad)
+    rms = update.square().mean().sqrt()
+    update.div_((rms / group["clip_threshold"]).clamp(min=1.0))
+    exp_avg = state["exp_avg"]
+    exp_avg.mul_(beta1).add_(update, alpha=1 - beta1)
+    if "exp_avg_res_row" in state:
+        residual = (update - exp_avg).square_().add_(eps2)
+        state["exp_avg_res_row"].mul_(beta3).add_(residual.mean(dim=-1), alpha=1 - beta3)
+        state["exp_avg_res_col"].mul_(beta3).add_(residual.mean(dim=-2), alpha=1 - beta3)
+        update = factored_rsqrt(state["exp_avg_res_row"], state["exp_avg_res_col"]).mul_(exp_avg)
+    else:
+        update = exp_avg
+    if group["weight_decay"] != 0:
+        param.mul_(1 - group["lr"] * group["weight_decay"])
+    param.sub_(update.to(param.dtype), alpha=group["lr"])
+
+
+class CAME(ZooOptimizer):
+    r"""CAME: Adafactor's factored second moment plus a factored *confidence* (the EMA of the squared distance
+    between the update and its momentum) that scales the momentum.
+
+    For a matrix (the last two dimensions of a tensor of 2 or more; leading dimensions are batched):
+
+    .. math::
+        u = g\,/\sqrt{\hat V},\ \hat V = \mathrm{factored}(\beta_2\text{-EMA of } g^2 + \epsilon_1),\quad
+        u \leftarrow u / \max(1, \mathrm{RMS}(u)/d),\quad m \leftarrow \beta_1 m + (1-\beta_1) u,\\
+        U \leftarrow \beta_3\text{-EMA, factored, of } (u - m)^2 + \epsilon_2,\qquad
+        \theta \leftarrow \theta(1-\eta\lambda) - \eta\, m / \sqrt{\hat U}
+
+    (Algorithm 1 of arXiv:2307.02047; the factored estimate is Adafactor's :math:`R C^\top/\mathrm{sum}(R)` from
+    row and column means). Tensors of fewer than 2 dimensions keep an unfactored :math:`v` and take :math:`m`
+    itself as the update, as the official code. The statistics need whole matrices: under FSDP2 the step runs on
+    each matrix's owner rank (the zoo's owner-compute machinery); ZeRO and FSDP1 flat parameters are refused.
+    Statistics are float32 for bf16 parameters.
+
+    Defaults (the paper's): ``lr=2e-4, betas=(0.9, 0.999, 0.9999), eps=(1e-30, 1e-16), clip_threshold=1.0,
+    weight_decay=0`` (decoupled). State (float32, float64 for float64 parameters) for an ``m x n`` matrix:
+    ``exp_avg`` (``m n``) and four vectors (``2(m + n)``); for a vector: ``exp_avg`` and ``exp_avg_sq``.
+
+    .. code-block:: yaml
+
+        training_args:
+          optimizer_type: came
+          optimizer_kwargs: {lr: 2.0e-4, weight_decay: 0.01}
+    """
+
+    name = "came"
+    elementwise: ClassVar[bool] = False
+    distributed: ClassVar[DistributedCapability] = WHOLE_MATRIX_UNSHARDED
+
+    def __init__(self, params: Any, lr: float = 2e-4, betas: tuple[float, float, float] = (0.9, 0.999, 0.9999),
+                 eps: tuple[float, float] = (1e-30, 1e-16), clip_threshold: float = 1.0,
+                 weight_decay: float = 0.0) -> None:
+        owner = f"optimizer {self.name!r}"
+        eps = tuple(eps) if isinstance(eps, (tuple, list)) else eps
+        if not (isinstance(eps, tuple) and len(eps) == 2):
+            message = f"{owner}: eps must be 2 numbers (eps1, eps2), got {eps!r}"
+            raise ConfigError(message, key="eps", expected="2 numbers (eps1, eps2)", found=eps)
+        defaults = {
+            "lr": require_non_negative(owner, "lr", lr), "betas": require_betas(owner, "betas", betas, count=3),
+            "eps": (require_positive(owner, "eps[0]", eps[0]), require_positive(owner, "eps[1]", eps[1])),
+            "clip_threshold": require_positive(owner, "clip_threshold", clip_threshold),
+            "weight_decay": require_non_negative(owner, "weight_decay", weight_decay),
+        }
+        super().__init__(params, defaults)
+
+    @classmethod
+    def example_kwargs(cls) -> dict[str, Any]:
+        """An lr fit for the conformance suite's small problems."""
+        return {"lr": 1e-2}
+
+    def state_bytes_for(self, param: torch.Tensor, group: Mapping[str, Any]) -> int:
+        """float32 (float64 for float64 parameters) state: ``exp_avg`` plus 4 vectors for a matrix, plus one
+        parameter-sized ``exp_avg_sq`` otherwise."""
+        stat = 8 if param.dtype == torch.float64 else 4
+        exp_avg = param.numel() * stat
+        if param.dim() < 2:
+            return exp_avg + param.numel() * stat
+        lead = param.numel() // (param.shape[-1] * param.shape[-2])
+        return exp_avg + 2 * lead * (param.shape[-1] + param.shape[-2]) * stat
+
+    def _step(self) -> None:
+        for group in self.param_groups:
+            for param, state in stepped_params(self, group, self._new_state):
+                came_update(param, param.grad, state, group)
+
+    @staticmethod
+    def _new_state(param: torch.Tensor) -> dict[str, torch.Tensor]:
+        dtype = torch.float64 if param.dtype == torch.float64 else torch.float32
+        state = {"exp_avg": torch.zeros(param.shape, dtype=dtype, device=param.device)}
+        if param.dim() < 2:
+            state["exp_avg_sq"] = torch.zeros(param.shape, dtype=dtype, device=param.device)
+            return state
+        rows, cols = param.shape[:-1], param.shape[:-2] + param.shape[-1:]
+        for name in ("exp_avg_sq", "exp_avg_res"):
+            state[f"{name}_row"] = torch.zeros(rows, dtype=dtype, device=param.device)
+            state[f"{name}_col"] = torch.zeros(cols, dtype=dtype, device=param.device)
+        return state

@@ -1,0 +1,160 @@
+"""adamw_8bit: the dynamic map, block-wise quantisation, the update against a float64 re-computation, state size,
+weights_only resume, bf16 stochastic rounding."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import swift_zoo
+from swift_optim_zoo.adamw_8bit import AdamW8bit, dequantize_blockwise, dynamic_map, quantize_blockwise
+from swift_optim_zoo.adamw_8bit.adamw_8bit import stochastic_round_to_bf16
+from swift_optim_zoo.adamw_8bit.quantization import midpoints
+from swift_zoo.optim import declared_state_bytes, measure_state_bytes
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_dynamic_map_is_256_sorted_distinct_values_with_0_and_1(signed: bool) -> None:
+    code_map = dynamic_map(signed)
+    assert code_map.shape == (256,) and bool((code_map[1:] > code_map[:-1]).all())
+    assert 0.0 in code_map.tolist() and float(code_map.max()) == 1.0
+    assert float(code_map.min()) == (pytest.approx(-0.99296875, abs=1e-7) if signed else 0.0)
+    if signed:  # symmetric except +1, which has no negative twin
+        values = code_map.tolist()
+        assert sorted(v for v in values if 0 < v < 1) == sorted(-v for v in values if v < 0)
+    assert code_map.abs()[code_map.abs() > 0].min() < 1e-6  # small magnitudes have codes of their own
+
+
+def test_quantize_picks_the_nearest_map_value_per_block() -> None:
+    gen = torch.Generator().manual_seed(0)
+    values = torch.randn(8, 64, generator=gen, dtype=torch.float64) * torch.logspace(-4, 1, 8).double()[:, None]
+    code_map = dynamic_map(True)
+    codes, absmax = quantize_blockwise(values.float(), midpoints(code_map))
+    torch.testing.assert_close(absmax.double(), values.abs().amax(1), rtol=1e-6, atol=0)
+    normalised = values / values.abs().amax(1, keepdim=True)
+    nearest = (normalised.unsqueeze(-1) - code_map.double()).abs().argmin(-1)
+    assert float((codes.long() == nearest).double().mean()) > 0.999
+    restored = dequantize_blockwise(codes, absmax, code_map).double()
+    assert float(((restored - values).abs() / values.abs().amax(1, keepdim=True)).max()) < 0.04
+
+
+def _reference(w, grads, *, lr, b1, b2, eps, wd, block):
+    """Float64 AdamW whose moments are stored as the nearest dynamic-map codes (per block absmax) between steps."""
+    signed, unsigned = dynamic_map(True).double(), dynamic_map(False).double()
+
+    def store(x, code_map):
+        blocks = x.reshape(-1, block)
+        absmax = blocks.abs().amax(1, keepdim=True).clamp(min=1e-12)
+        codes = ((blocks / absmax).unsqueeze(-1) - code_map).abs().argmin(-1)
+        return (code_map[codes] * absmax).reshape(x.shape)
+
+    m, v = torch.zeros_like(w), torch.zeros_like(w)
+    for t, g in enumerate(grads, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        w = w * (1 - lr * wd) - lr * (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + eps)
+        m, v = store(m, signed), store(v, unsigned)
+    return w
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_update_matches_float64_recomputation_with_quantised_moments(fused: bool) -> None:
+    gen = torch.Generator().manual_seed(0)
+    w0 = torch.randn(64, 32, generator=gen)
+    grads = [torch.randn(64, 32, generator=gen) for _ in range(5)]
+    p = nn.Parameter(w0.clone())
+    opt = AdamW8bit([p], lr=1e-2, weight_decay=0.1, block_size=64, min_8bit_size=0, fused=fused)
+    for g in grads:
+        p.grad = g.clone()
+        opt.step()
+    expected = _reference(w0.double(), [g.double() for g in grads], lr=1e-2, b1=0.9, b2=0.999, eps=1e-8, wd=0.1,
+                          block=64)
+    torch.testing.assert_close(p.detach().double(), expected, rtol=0, atol=1e-4)
+    assert set(opt.state[p]) == {"step", "exp_avg_codes", "exp_avg_absmax", "exp_avg_sq_codes", "exp_avg_sq_absmax"}
+
+
+def test_small_or_ragged_tensors_keep_full_precision_moments_and_follow_adamw() -> None:
+    gen = torch.Generator().manual_seed(1)
+    small, ragged = nn.Parameter(torch.randn(10, generator=gen)), nn.Parameter(torch.randn(4100, generator=gen))
+    twins = [nn.Parameter(small.detach().clone()), nn.Parameter(ragged.detach().clone())]
+    opt = AdamW8bit([small, ragged], lr=1e-2)
+    reference = torch.optim.AdamW(twins, lr=1e-2)
+    for _ in range(4):
+        for p, q in zip([small, ragged], twins):
+            g = torch.randn(p.shape, generator=gen)
+            p.grad, q.grad = g.clone(), g.clone()
+        opt.step()
+        reference.step()
+    assert set(opt.state[small]) == set(opt.state[ragged]) == {"step", "exp_avg", "exp_avg_sq"}
+    for p, q in zip([small, ragged], twins):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+
+
+def test_state_is_about_a_quarter_of_adamw_and_resume_is_exact() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(256, 512), nn.GELU(), nn.LayerNorm(512), nn.Linear(512, 256))
+    opt = swift_zoo.build_optimizer("adamw_8bit", model, lr=1e-3)
+    x = torch.randn(8, 256)
+
+    def train(o, m, n):
+        for _ in range(n):
+            o.zero_grad()
+            m(x).square().mean().backward()
+            o.step()
+
+    train(opt, model, 3)
+    adamw_bytes = 8 * sum(p.numel() for p in model.parameters())
+    ratio = measure_state_bytes(opt) / adamw_bytes
+    assert measure_state_bytes(opt) <= declared_state_bytes(opt)
+    assert 0.25 < ratio < 0.26, ratio
+    buffer = io.BytesIO()
+    torch.save(opt.state_dict(), buffer)
+    twin = nn.Sequential(nn.Linear(256, 512), nn.GELU(), nn.LayerNorm(512), nn.Linear(512, 256))
+    twin.load_state_dict(model.state_dict())
+    opt2 = swift_zoo.build_optimizer("adamw_8bit", twin, lr=1e-3)
+    buffer.seek(0)
+    opt2.load_state_dict(torch.load(buffer, weights_only=True))
+    train(opt, model, 3)
+    train(opt2, twin, 3)
+    for p, q in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_stochastic_rounding_is_unbiased_and_moves_bf16_weights_by_sub_ulp_updates() -> None:
+    torch.manual_seed(0)
+    x = torch.full((200_000,), 1.0 + 2**-10, dtype=torch.float32)  # between two bf16 neighbours of 1
+    rounded = stochastic_round_to_bf16(x).float()
+    assert set(rounded.unique().tolist()) == {1.0, 1.0078125}
+    assert float(rounded.mean()) == pytest.approx(1.0 + 2**-10, abs=2e-4)
+    weights = {}
+    for rounding in (False, True):
+        p = nn.Parameter(torch.ones(4096, dtype=torch.bfloat16))
+        opt = AdamW8bit([p], lr=1e-4, weight_decay=0.0, bf16_stochastic_rounding=rounding)
+        for _ in range(20):
+            p.grad = torch.ones_like(p)
+            opt.step()
+        weights[rounding] = p.detach().float()
+    assert torch.equal(weights[False], torch.ones(4096))  # 1e-4 steps are lost to round-to-nearest at 1.0
+    assert float(weights[True].mean()) == pytest.approx(1 - 20 * 1e-4, abs=3e-4)
+
+
+def test_bf16_stochastic_rounding_is_a_bool_and_block_size_bounded() -> None:
+    p = [nn.Parameter(torch.zeros(4))]
+    with pytest.raises(swift_zoo.ConfigError, match=r"bf16_stochastic_rounding must be a bool, got 1"):
+        AdamW8bit(p, bf16_stochastic_rounding=1)
+    with pytest.raises(swift_zoo.ConfigError, match=r"block_size must be an integer in \[16, 65536\], got 8"):
+        AdamW8bit(p, block_size=8)
+
+
+def test_quantised_step_count_and_bias_correction_use_the_per_parameter_step() -> None:
+    p = nn.Parameter(torch.zeros(4096))
+    opt = AdamW8bit([p], lr=1.0, weight_decay=0.0, eps=0.0)
+    p.grad = torch.full((4096,), 2.0)
+    opt.step()
+    # first step of Adam moves every coordinate by exactly lr (m_hat / sqrt(v_hat) = sign(g)), even from 8 bits
+    torch.testing.assert_close(p.detach(), torch.full((4096,), -1.0))
+    assert opt.state[p]["step"] == 1 and not math.isnan(float(p[0]))
