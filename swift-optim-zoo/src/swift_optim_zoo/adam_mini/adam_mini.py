@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from swift_optim_zoo import _native_rules
 from swift_optim_zoo._fused import FusedKernel, alias, check_fused
 from swift_optim_zoo.adam_mini.blocks import BlockLayout, block_layouts, layout_from_group, matrix_view
 from swift_zoo import ConfigError
@@ -175,7 +176,7 @@ def _adam_mini_rule(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tens
     param.sub_(exp_avg * ((lr / correction1) / denom).unsqueeze(1))
 
 
-ADAM_MINI_KERNEL = FusedKernel(_adam_mini_rule)
+ADAM_MINI_KERNEL = FusedKernel(_adam_mini_rule, native=_native_rules.adam_mini)
 
 
 def _fused_param_step(p: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from swift_optim_zoo import _native_rules
 from swift_optim_zoo._fused import FusedKernel, alias, can_alias, check_fused
 from swift_zoo import ConfigError
 
@@ -146,7 +147,7 @@ def _lion_rule(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, h
     exp_avg.mul_(beta2).add_(grad * (1 - beta2))
 
 
-LION_KERNEL = FusedKernel(_lion_rule)
+LION_KERNEL = FusedKernel(_lion_rule, native=_native_rules.lion)
 
 
 def _fused_lion(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs: list[torch.Tensor], *,

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from swift_optim_zoo import _native_rules
 from swift_optim_zoo._fused import FusedKernel, alias, can_alias, check_fused
 from swift_zoo import ConfigError, OptimizerModeError
 
@@ -228,7 +229,7 @@ def _schedule_free_rule(y: torch.Tensor, grad: torch.Tensor, z: torch.Tensor, ex
     z.sub_(update * lr)
 
 
-SCHEDULE_FREE_KERNEL = FusedKernel(_schedule_free_rule)
+SCHEDULE_FREE_KERNEL = FusedKernel(_schedule_free_rule, native=_native_rules.schedule_free)
 
 
 def _fused_step(ys: list[torch.Tensor], grads: list[torch.Tensor], zs: list[torch.Tensor],
