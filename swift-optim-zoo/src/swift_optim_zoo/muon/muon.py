@@ -9,7 +9,11 @@ from typing import Any, Literal
 import torch
 
 from swift_optim_zoo._inner_adamw import adamw_state_bytes, inner_adamw_step
-from swift_optim_zoo.muon.newton_schulz import KELLER_COEFFICIENTS, newton_schulz_orthogonalize
+from swift_optim_zoo.muon.newton_schulz import (
+    KELLER_COEFFICIENTS,
+    batches_by_shape,
+    newton_schulz_orthogonalize_batch,
+)
 from swift_zoo import ConfigError
 from swift_zoo.optim import group_role
 from swift_zoo.params import MATRIX_ROLES, NO_DECAY_ROLES, ParamRole
@@ -233,12 +237,16 @@ class Muon(torch.optim.Optimizer):
         if group["weight_decay"] != 0:
             torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
         dtype = _NS_DTYPES[group["ns_dtype"]]
-        for p, grad, buffer in zip(params, grads, buffers):
-            update = grad.lerp(buffer, momentum) if group["nesterov"] else buffer
-            per_expert = group_role(group, p) is ParamRole.EXPERT_STACK
-            ortho = newton_schulz_orthogonalize(
-                matrix_view(update, per_expert=per_expert), steps=group["ns_steps"], coefficients=group["ns_coefficients"],
-                eps=group["eps"], dtype=dtype,
+        per_expert = [group_role(group, p) is ParamRole.EXPERT_STACK for p in params]
+        shapes = [tuple(matrix_view(p, per_expert=e).shape) for p, e in zip(params, per_expert)]
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        for batch in batches_by_shape(shapes, itemsize=itemsize):  # same-shape matrices iterate together
+            updates = [grads[i].lerp(buffers[i], momentum) if group["nesterov"] else buffers[i] for i in batch]
+            orthos = newton_schulz_orthogonalize_batch(
+                [matrix_view(u, per_expert=per_expert[i]) for u, i in zip(updates, batch)], steps=group["ns_steps"],
+                coefficients=group["ns_coefficients"], eps=group["eps"], dtype=dtype,
             )
-            scale = lr_scale(tuple(ortho.shape[-2:]), group["adjust_lr_fn"])
-            p.add_(ortho.reshape(p.shape), alpha=-lr * scale)
+            del updates
+            for i, ortho in zip(batch, orthos):
+                scale = lr_scale(tuple(ortho.shape[-2:]), group["adjust_lr_fn"])
+                params[i].add_(ortho.reshape(params[i].shape), alpha=-lr * scale)
