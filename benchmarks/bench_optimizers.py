@@ -194,7 +194,10 @@ def _storage_bytes(values: Any, seen: set[int]) -> int:
     stack = [values]
     while stack:
         value = stack.pop()
-        if isinstance(value, torch.Tensor):
+        if isinstance(value, torch.Tensor) and hasattr(value, "__tensor_flatten__"):
+            names, _ = value.__tensor_flatten__()  # a tensor subclass (torchao's 8/4-bit state): its inner tensors
+            stack.extend(getattr(value, name) for name in names)
+        elif isinstance(value, torch.Tensor):
             key = value.untyped_storage().data_ptr() if value.numel() else id(value)
             if key not in seen:
                 seen.add(key)
@@ -359,7 +362,83 @@ def case_curves(config: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-CASES = {"step": case_step, "muon_vs_torch": case_muon_vs_torch, "curves": case_curves}
+def case_peers(config: dict[str, Any]) -> dict[str, Any]:
+    """Our implementation of one method beside every installed peer's (``_peers.PEERS``) and fused AdamW, on
+    the same parameters in one process, steps interleaved in a rotating order; medians; state bytes."""
+    import _peers
+    import torch
+
+    import swift_zoo
+
+    method, shape = config["method"], config["shape"]
+    torch.manual_seed(0)
+    model = build_bench_model(shape["vocab"], shape["hidden"], shape["blocks"])
+    params = list(model.parameters())
+    matrices = [block.weight for block in model.blocks]
+    gen = torch.Generator().manual_seed(1)
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=gen) * 1e-3
+    grads = [p.grad for p in params]
+
+    def restore_grads() -> None:  # some peers (heavyball) drop p.grad after their step
+        for p, g in zip(params, grads):
+            p.grad = g
+
+    name, kwargs, matrices_only = _peers.OURS[method]
+    if matrices_only:
+        ours = swift_zoo.REGISTRY.load("optimizer", name)(matrices, **kwargs)
+    else:
+        ours = swift_zoo.build_optimizer(name, model, **kwargs)
+    shown = {k: v for k, v in kwargs.items() if k in ("fused", "rank")}
+    rows: dict[str, dict[str, Any]] = {"ours": {"label": f"swift_optim_zoo {name} {shown or ''}".strip(),
+                                                "version": _peers.version("swift-optim-zoo"), "opt": ours}}
+    for label, distribution, factory in _peers.PEERS.get(method, []):
+        try:
+            rows[label] = {"label": label, "version": _peers.version(distribution),
+                           "opt": factory(model, matrices, params)}
+        except Exception as exc:  # not installed, or does not run here: a row saying why
+            rows[label] = {"label": label, "version": _peers.version(distribution),
+                           "error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''}"}
+    baseline = torch.optim.AdamW(params, lr=1e-3, fused=True)
+    rows["fused AdamW"] = {"label": "torch.optim.AdamW(fused=True)", "version": torch.__version__, "opt": baseline}
+    for row in rows.values():
+        opt = row.get("opt")
+        if opt is not None and hasattr(opt, "train"):
+            opt.train()  # schedule-free: training mode (a no-op elsewhere)
+    live = [k for k, r in rows.items() if "opt" in r]
+    for key in live:  # first step: state allocation, projections, compilation (heavyball compiles its step)
+        restore_grads()
+        start = time.perf_counter()
+        try:
+            rows[key]["opt"].step()
+        except Exception as exc:
+            rows[key]["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:160]}"
+            rows[key].pop("opt")
+            continue
+        rows[key]["first_s"] = time.perf_counter() - start
+    live = [k for k in live if "opt" in rows[k]]
+    for key in live:
+        rows[key]["times"] = []
+    for round_index in range(config["rounds"]):
+        shift = round_index % len(live)
+        for key in live[shift:] + live[:shift]:
+            restore_grads()
+            start = time.perf_counter()
+            rows[key]["opt"].step()
+            rows[key]["times"].append(time.perf_counter() - start)
+    out = []
+    for key, row in rows.items():
+        entry = {"key": key, "label": row["label"], "version": row["version"]}
+        if "opt" in row:
+            entry.update(first_s=row["first_s"], step_s=statistics.median(row["times"]), times_s=row["times"],
+                         state_bytes=_storage_bytes(dict(row["opt"].state), set()))
+        else:
+            entry["error"] = row["error"]
+        out.append(entry)
+    return {"method": method, "rows": out, "acted_on": "hidden matrices" if matrices_only else "whole model"}
+
+
+CASES = {"step": case_step, "muon_vs_torch": case_muon_vs_torch, "curves": case_curves, "peers": case_peers}
 
 
 # ------------------------------------------------------------------ parent
@@ -405,11 +484,59 @@ def _fmt_ratio(value: float) -> str:
     return f"{value:.2f}x" if value < 10 else f"{value:.0f}x"
 
 
+def _peers_report(args: Any, names: list[str], shape: dict[str, Any], shape_cfg: dict[str, Any], out: Path) -> None:
+    """Every method of ``_peers.OURS`` (within ``--only``) against the installed peers; a markdown table."""
+    import _peers
+
+    methods = [m for m in _peers.OURS if m in names or not args.only]
+    lines = [report_header("Optimizers against other libraries' implementations"), "",
+             f"Model as in optimizers.md ({shape['blocks']} Linear {shape['hidden']}x{shape['hidden']} blocks, "
+             f"embedding and head of vocab {shape['vocab']}), random gradients. Per method, one process: ours, every "
+             "installed peer and torch.optim.AdamW(fused=True) on the same parameters, steps interleaved in a rotating "
+             "order, medians; ratios to fused AdamW from the same process. 'step 1' includes state allocation, "
+             "projections and any compilation. State = bytes of the optimizer's state tensors.\n"]
+    table = []
+    for method in methods:
+        rounds = shape["slow_rounds"] if method in SLOW else shape["rounds"]
+        print(f"peers: {method} ...", flush=True)
+        try:
+            result = _call({"case": "peers", "method": method, "shape": shape_cfg, "rounds": rounds},
+                           in_process=args.quick)
+        except Exception as exc:  # one method's failure must not hide the others
+            table.append([method, "failed", "", "", "", "", "", str(exc).splitlines()[0][:160]])
+            continue
+        rows = {r["key"]: r for r in result["rows"]}
+        base = rows["fused AdamW"]
+        for row in result["rows"]:
+            if row["key"] == "fused AdamW":
+                continue
+            if "error" in row:
+                table.append([method, row["label"], row["version"], "", "", "", "", f"skipped: {row['error']}"])
+                continue
+            table.append([method, ("**ours** " if row["key"] == "ours" else "") + row["label"], row["version"],
+                          f"{row['first_s']:.2f}", f"{row['step_s']:.3f}", _fmt_ratio(row["step_s"] / base["step_s"]),
+                          f"{row['state_bytes'] / MIB:,.1f} ({row['state_bytes'] / base['state_bytes']:.3f}x)",
+                          result["acted_on"]])
+        table.append([method, "torch.optim.AdamW(fused=True)", base["version"], f"{base['first_s']:.2f}",
+                      f"{base['step_s']:.3f}", "1.00x", f"{base['state_bytes'] / MIB:,.1f}", "whole model"])
+        print(f"  {[(r['label'], round(r.get('step_s', float('nan')), 3)) for r in result['rows']]}", flush=True)
+    lines.append(markdown_table(["method", "implementation", "version", "step 1 (s)", "steady step (s)",
+                                 "vs fused AdamW", "state MiB (vs AdamW)", "acts on / notes"], table))
+    text = "\n".join(lines) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "optimizer_peers.md").write_text("# Optimizers against other libraries\n\n" + text)
+    print(text)
+    print(f"written: {out / 'optimizer_peers.md'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny shapes, in-process, results to a temp dir")
     parser.add_argument("--only", nargs="*", help="optimizer names to run (default: every registered one)")
     parser.add_argument("--out", type=Path, help="results folder (default: benchmarks/results; temp with --quick)")
+    parser.add_argument("--peers", action="store_true",
+                        help="only compare each method with other libraries' implementations (benchmarks/_peers.py; "
+                             "installed by `nox -s benchmarks_peers`) -> results/optimizer_peers.md")
     parser.add_argument("--replot", type=Path, help=f"only redraw the curves from a JSON dump (e.g. {CURVES_DUMP})")
     args = parser.parse_args()
     if args.replot:
@@ -423,6 +550,10 @@ def main() -> None:
     shape = QUICK if args.quick else FULL
     out = args.out or (Path(tempfile.mkdtemp(prefix="bench_optimizers_")) if args.quick else RESULTS)
     shape_cfg = {k: shape[k] for k in ("vocab", "hidden", "blocks")}
+    if args.peers or args.quick:
+        _peers_report(args, names, shape, shape_cfg, out)
+        if args.peers:
+            return
 
     rows = []
     results: dict[str, dict[str, Any]] = {}  # first (default) variant per optimizer: the state goals
