@@ -15,7 +15,7 @@ then the write:
   (:data:`FACTORED_WRITE_KERNEL`: bf16 parameters, CUDA).
 
 On CUDA the statistics are torch reductions and every scalar stays a tensor (no host sync). 1-D
-tensors run :data:`UNFACTORED_KERNEL` (the whole step, compiled); tensors of 3 or more dimensions
+tensors run :data:`UNFACTORED_KERNEL` (the whole step: a C kernel for float32 on CPU, else compiled); tensors of 3 or more dimensions
 (expert stacks, convolutions) take the eager path (:func:`fused_adafactor_step` returns ``False``).
 """
 

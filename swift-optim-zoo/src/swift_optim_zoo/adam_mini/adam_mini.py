@@ -51,8 +51,10 @@ class AdamMini(torch.optim.Optimizer):
 
     Defaults (the reference's): ``lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0``.
     State: ``exp_avg`` (parameter dtype), ``exp_avg_sq`` (one value per block, parameter dtype),
-    ``step`` (float32): about half of AdamW. ``fused=True`` runs the per-block rule compiled into one
-    or two passes over memory (:mod:`swift_optim_zoo._fused`); layouts with column blocks stay eager.
+    ``step`` (float32): about half of AdamW. ``fused=True`` runs the per-block rule in one pass over
+    memory (a block is read again while in cache): a C kernel for float32 CPU tensors
+    (:mod:`swift_optim_zoo._native_rules`), else compiled (:mod:`swift_optim_zoo._fused`); layouts
+    with column blocks stay eager.
 
     .. code-block:: yaml
 

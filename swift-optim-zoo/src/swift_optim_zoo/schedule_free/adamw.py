@@ -51,8 +51,9 @@ class ScheduleFreeAdamW(torch.optim.Optimizer):
     Defaults (the reference's): ``lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
     warmup_steps=0, r=0, weight_lr_power=2``. ``foreach=None`` uses multi-tensor ops on CUDA and a
     per-tensor loop with reused scratch buffers on CPU (as :class:`swift_optim_zoo.lion.Lion`).
-    ``fused=True`` runs the per-tensor rule compiled into one pass over memory
-    (:mod:`swift_optim_zoo._fused`); it overrides ``foreach``.
+    ``fused=True`` runs the per-tensor rule in one pass over memory: a C kernel for float32 CPU
+    tensors (:mod:`swift_optim_zoo._native_rules`), else compiled (:mod:`swift_optim_zoo._fused`);
+    it overrides ``foreach``.
 
     .. code-block:: yaml
 

@@ -52,9 +52,10 @@ def refresh_eigenbasis(factor: torch.Tensor, basis: torch.Tensor) -> tuple[torch
     The columns are first sorted by the estimated eigenvalues ``diag(Q^T L Q)`` (descending); the
     caller permutes the second-moment estimate the same way along this dimension.
     """
-    estimated = torch.diagonal(basis.T @ factor @ basis)
+    product = factor @ basis  # one product serves both: diag(Q^T L Q) = column sums of Q * (L Q), and L Q[:, order]
+    estimated = (basis * product).sum(dim=0)
     order = torch.argsort(estimated, descending=True)
-    q, _ = torch.linalg.qr(factor @ basis[:, order])
+    q, _ = torch.linalg.qr(product[:, order])
     return q.contiguous(), order
 
 
