@@ -98,18 +98,20 @@ NOTES = """### Reading the numbers
   something, and even they carry +-30 %.
 * `torch.optim.AdamW(fused=True)` is one C++ kernel per tensor (a single pass over memory). An
   element-wise method written with torch ops makes 4-8 passes (Lion 4, Adam-mini 5, schedule-free 8);
-  `fused=True` (Lion, Adam-mini, schedule-free AdamW; Adafactor's 1-D tensors, APOLLO's low-rank
-  moments) compiles each method's per-tensor rule with `torch.compile` into one or two loops
-  (`swift_optim_zoo/_fused.py`). Step 1 of a fused row includes that compilation (seconds, cached on
-  disk for later processes).
+  `fused=True` (Lion, Adam-mini, schedule-free AdamW, Adafactor's 1-D tensors) runs each method's
+  per-tensor rule as one C loop for float32 CPU tensors (`swift_optim_zoo/_native_rules.py`, built
+  once per machine in about a second: `benchmarks/bench_first_step.py`), and compiles it with
+  `torch.compile` elsewhere (bf16 parameters, CUDA; APOLLO's low-rank moments), `swift_optim_zoo/_fused.py`.
 * Adafactor needs three dependent passes per matrix (row/column statistics; then the RMS of the
   update, which the clipping divides by; then the write) where AdamW needs one. `fused=True` runs
   them as C kernels (`swift_optim_zoo/_native.py`: one read of the matrix each, four rows side by
   side), which brings the explicit-lr mode (HF Trainer's) under fused AdamW. The default mode
   (relative step scaled by the parameter's RMS) also reads every parameter before writing it.
 * Methods that cost more by design: Muon (5 Newton-Schulz iterations = 15 matmuls per 2048x2048
-  matrix per step, bf16), SOAP (8 fp32 matmuls per matrix per step plus element-wise updates of two
-  2048x2048 statistics per matrix, `eigh` at step 1, a QR refresh every 10 steps, 3x AdamW's state),
+  matrix per step, bf16; same-shape matrices iterate together in buffers allocated once), SOAP (6 fp32
+  matmuls per matrix per step plus element-wise updates of two 2048x2048 statistics per matrix, `eigh`
+  at step 1, a refresh every 10 steps: one more product and a QR per side and the momentum re-rotated,
+  3x AdamW's state),
   GaLore / APOLLO (projections each step, an SVD or random projection at each refresh: step 1
   column). The 'method kernels' column measures the dense linear algebra; what remains is compared
   with fused AdamW. APOLLO's remainder is its full-rank passes (the scaled gradient's norm for the
