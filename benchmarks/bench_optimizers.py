@@ -486,49 +486,65 @@ def _fmt_ratio(value: float) -> str:
     return f"{value:.2f}x" if value < 10 else f"{value:.0f}x"
 
 
-def _peers_report(args: Any, names: list[str], shape: dict[str, Any], shape_cfg: dict[str, Any], out: Path) -> None:
-    """Every method of ``_peers.OURS`` (within ``--only``) against the installed peers; a markdown table."""
-    import _peers
+PEERS_INTRO = (
+    "Per method, one process: ours, every installed peer (`benchmarks/_peers.py`; `nox -s benchmarks_peers` "
+    "installs them) and torch.optim.AdamW(fused=True) on the same parameters, steps interleaved in a rotating "
+    "order, medians; ratios from the same process. 'step 1' includes state allocation, projections and any "
+    "compilation. State = bytes of the optimizer's state tensors. Each method's section is rewritten by "
+    "`python benchmarks/bench_optimizers.py --peers --only NAME`."
+)
 
-    methods = [m for m in _peers.OURS if m in names or not args.only]
-    lines = [report_header("Optimizers against other libraries' implementations"), "",
-             f"Model as in optimizers.md ({shape['blocks']} Linear {shape['hidden']}x{shape['hidden']} blocks, "
-             f"embedding and head of vocab {shape['vocab']}), random gradients. Per method, one process: ours, every "
-             "installed peer and torch.optim.AdamW(fused=True) on the same parameters, steps interleaved in a rotating "
-             "order, medians; ratios to fused AdamW from the same process. 'step 1' includes state allocation, "
-             "projections and any compilation. State = bytes of the optimizer's state tensors.\n"]
-    table = []
-    for method in methods:
+
+def _peers_report(args: Any, names: list[str], shape: dict[str, Any], shape_cfg: dict[str, Any], out: Path) -> None:
+    """Every method of ``_peers.OURS`` (within ``--only``) against the installed peers: one section of
+    ``optimizer_peers.md`` per method, written as soon as the method is done."""
+    import subprocess
+
+    import _peers
+    from _measure import write_section
+
+    path = out / "optimizer_peers.md"
+    out.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text("# Optimizers against other libraries\n\n" + PEERS_INTRO + "\n")
+    header = ["implementation", "version", "step 1 (s)", "steady step (s)", "vs fused AdamW", "vs ours",
+              "state MiB (vs AdamW)", "acts on / notes"]
+    for method in [m for m in _peers.OURS if m in names or not args.only]:
         rounds = shape["slow_rounds"] if method in SLOW else shape["rounds"]
+        load = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.split("load average:")[-1]
         print(f"peers: {method} ...", flush=True)
+        table = []
         try:
             result = _call({"case": "peers", "method": method, "shape": shape_cfg, "rounds": rounds},
                            in_process=args.quick)
         except Exception as exc:  # one method's failure must not hide the others
-            table.append([method, "failed", "", "", "", "", "", str(exc).splitlines()[0][:160]])
-            continue
+            result = {"rows": [], "acted_on": ""}
+            table.append(["failed", "", "", "", "", "", "", str(exc).splitlines()[0][:160]])
         rows = {r["key"]: r for r in result["rows"]}
-        base = rows["fused AdamW"]
+        base, ours = rows.get("fused AdamW"), rows.get("ours", {})
         for row in result["rows"]:
             if row["key"] == "fused AdamW":
                 continue
             if "error" in row:
-                table.append([method, row["label"], row["version"], "", "", "", "", f"skipped: {row['error']}"])
+                table.append([row["label"], row["version"], "", "", "", "", "", f"skipped: {row['error']}"])
                 continue
-            table.append([method, ("**ours** " if row["key"] == "ours" else "") + row["label"], row["version"],
+            table.append([("**ours** " if row["key"] == "ours" else "") + row["label"], row["version"],
                           f"{row['first_s']:.2f}", f"{row['step_s']:.3f}", _fmt_ratio(row["step_s"] / base["step_s"]),
+                          _fmt_ratio(row["step_s"] / ours["step_s"]) if "step_s" in ours else "-",
                           f"{row['state_bytes'] / MIB:,.1f} ({row['state_bytes'] / base['state_bytes']:.3f}x)",
                           result["acted_on"]])
-        table.append([method, "torch.optim.AdamW(fused=True)", base["version"], f"{base['first_s']:.2f}",
-                      f"{base['step_s']:.3f}", "1.00x", f"{base['state_bytes'] / MIB:,.1f}", "whole model"])
-        print(f"  {[(r['label'], round(r.get('step_s', float('nan')), 3)) for r in result['rows']]}", flush=True)
-    lines.append(markdown_table(["method", "implementation", "version", "step 1 (s)", "steady step (s)",
-                                 "vs fused AdamW", "state MiB (vs AdamW)", "acts on / notes"], table))
-    text = "\n".join(lines) + "\n"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "optimizer_peers.md").write_text("# Optimizers against other libraries\n\n" + text)
-    print(text)
-    print(f"written: {out / 'optimizer_peers.md'}")
+        if base is not None and "step_s" in base:
+            table.append(["torch.optim.AdamW(fused=True)", base["version"], f"{base['first_s']:.2f}",
+                          f"{base['step_s']:.3f}", "1.00x",
+                          _fmt_ratio(base["step_s"] / ours["step_s"]) if "step_s" in ours else "-",
+                          f"{base['state_bytes'] / MIB:,.1f}", "whole model"])
+        text = (report_header(f"{method}: ours and other implementations") +
+                f"\nModel as in optimizers.md ({shape['blocks']} Linear {shape['hidden']}x{shape['hidden']} blocks, "
+                f"embedding and head of vocab {shape['vocab']}), random gradients, {rounds} interleaved rounds; load "
+                f"average before: {load.strip()}.\n\n" + markdown_table(header, table) + "\n")
+        write_section(path, f"peers_{method}", text)
+        print(text, flush=True)
+    print(f"written: {path}")
 
 
 def main() -> None:
