@@ -166,6 +166,77 @@ def flce_case(config: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def interleaved_case(config: dict[str, Any]) -> dict[str, Any]:
+    """Time only, every method in this one process on the same inputs, steps in a rotating order: on a
+    shared machine the neighbours' load hits every method alike, so the ratios hold where separate
+    processes' do not. Wall and CPU seconds (all threads) per step, medians; first calls (compilation)
+    apart."""
+    import time
+
+    steps, first, skipped = {}, {}, {}
+    for method in config["methods"]:
+        try:
+            steps[method] = _step_function(method)
+        except ImportError as exc:
+            skipped[method] = f"{type(exc).__name__}: {exc}"
+    hidden, weight, labels = _inputs(config)
+
+    def once(step: Any) -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        step(hidden, weight, labels)
+        hidden.grad = None
+        weight.grad = None
+        return time.perf_counter() - wall, time.process_time() - cpu
+
+    for method, step in steps.items():
+        first[method] = once(step)[0]
+    walls: dict[str, list[float]] = {m: [] for m in steps}
+    cpus: dict[str, list[float]] = {m: [] for m in steps}
+    order = list(steps)
+    for index in range(config["rounds"]):
+        shift = index % len(order)
+        for method in order[shift:] + order[:shift]:
+            wall, cpu = once(steps[method])
+            walls[method].append(wall)
+            cpus[method].append(cpu)
+    return {"first_s": first, "skipped": skipped, "walls": walls, "cpus": cpus,
+            "wall_s": {m: _measure.median(v) for m, v in walls.items()},
+            "cpu_s": {m: _measure.median(v) for m, v in cpus.items()}}
+
+
+def interleaved_report(args: Any) -> None:
+    """``--interleaved``: one process per shape, the methods' times side by side (see :func:`interleaved_case`)."""
+    methods = tuple(args.only or ("ours", "cce_compile", "torch_lce_chunked", "torch_lce_our_rows", "compiled",
+                                  "matmuls"))
+    rows = []
+    for vocab in args.vocab:
+        shape = {"N": args.rows, "H": args.width, "V": vocab, "ignored": 0.3}
+        result = _measure.run_worker(__file__, {"case": "interleaved", "methods": list(methods),
+                                                "rounds": args.rounds, **shape})
+        base_wall, base_cpu = result["wall_s"].get("ours"), result["cpu_s"].get("ours")
+        for method in methods:
+            label = f"{args.rows}x{args.width}x{vocab}"
+            if method in result["skipped"]:
+                rows.append([label, method, "-", "-", "-", "-", "-", f"skipped: {result['skipped'][method]}"])
+                continue
+            wall, cpu = result["wall_s"][method], result["cpu_s"][method]
+            rows.append([label, f"**{method}**" if method == "ours" else method, args.rounds, f"{wall:.2f}",
+                         f"{wall / base_wall:.2f}" if base_wall else "-", f"{cpu:.2f}",
+                         f"{cpu / base_cpu:.2f}" if base_cpu else "-", f"{result['first_s'][method]:.1f}"])
+            print(f"  {label} {method}: wall {[round(t, 2) for t in result['walls'][method]]}, "
+                  f"cpu {[round(t, 2) for t in result['cpus'][method]]}", file=sys.stderr, flush=True)
+    table = _measure.markdown_table(["N x H x V", "method", "rounds", "wall s (median)", "wall / ours",
+                                     "CPU s (median)", "CPU / ours", "first call s"], rows)
+    text = _measure.report_header("fused linear cross-entropy implementations, interleaved in one process") + (
+        "\nForward + backward, float32, 30 % of labels ignored. All methods in one process on the same inputs, "
+        "one step each per round in a rotating order, medians (time only: peak memory needs a process per method, "
+        "see the table above). CPU = seconds of all threads, which a loaded machine stretches less than wall time. "
+        "'first call' includes compilation for compiled and cce_compile.\n\n" + table + "\n")
+    print(text)
+    if not args.quick:
+        _measure.write_section(Path(args.output or RESULTS), "bench_fused_linear_ce_interleaved", text)
+
+
 # ---------------------------------------------------------------------------- parent side
 def _differences(dumps: dict[str, str]) -> dict[str, dict[str, float]]:
     import torch
@@ -240,10 +311,16 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=METHODS, help="methods to run (naive is always run: the reference)")
     parser.add_argument("--no-compile", action="store_true", help="skip the methods that compile (compiled, cce_compile)")
     parser.add_argument("--no-scaling", action="store_true")
+    parser.add_argument("--interleaved", action="store_true",
+                        help="time only: the methods (--only, default ours and the chunked/compiled ones) in one "
+                             "process per V, interleaved -> section bench_fused_linear_ce_interleaved")
     parser.add_argument("--output", default=None, help=f"markdown file to update (default {RESULTS}; none with --quick)")
     parser.add_argument("--section", default="bench_fused_linear_ce", help="key of the section of --output to replace")
     parser.add_argument("--title", default="fused_linear_cross_entropy vs materialised logits and other implementations")
     args = parser.parse_args()
+    if args.interleaved:
+        interleaved_report(args)
+        return
 
     if args.quick:
         shapes = [{"N": 512, "H": 64, "V": 1000}]
@@ -338,5 +415,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if not _measure.worker_main({"flce": flce_case}):
+    if not _measure.worker_main({"flce": flce_case, "interleaved": interleaved_case}):
         main()
