@@ -192,6 +192,37 @@ def benchmarks_smoke(session: nox.Session) -> None:
         session.run("python", str(script), "--quick")
 
 
+# Other libraries' implementations for the side-by-side benchmarks (benchmarks/_peers.py), installed without
+# their dependencies: timm's torchvision and cut-cross-entropy's triton do not load beside this CPU torch build
+# (the benchmarks import the modules that do not need them); the dependencies that are needed come below.
+PEER_PACKAGES = (
+    "pytorch-optimizer", "heavyball", "timm", "lion-pytorch", "schedulefree", "galore-torch", "apollo-torch",
+    "adam-mini", "torchao", "bitsandbytes", "cut-cross-entropy",
+)
+PEER_DEPENDENCIES = ("numpy", "opt-einsum", "typing-extensions", "packaging", "transformers", "matplotlib")
+PEER_BENCHMARKS = {
+    "fused_linear_ce": ["benchmarks/bench_fused_linear_ce.py"],
+    "optimizers": ["benchmarks/bench_optimizers.py", "--peers"],
+}
+
+
+@nox.session
+def benchmarks_peers(session: nox.Session) -> None:
+    """Our losses and optimizers beside other libraries' (not a default session: it downloads the peers and runs
+    for about an hour). ``nox -s benchmarks_peers`` runs both; ``nox -s benchmarks_peers -- optimizers --only
+    muon`` one script with its arguments. Versions are pinned in constraints.txt; torch stays 2.13.0."""
+    install_torch(session)
+    install_wheels(session, "swift-zoo-core", "swift-loss-zoo", "swift-optim-zoo")
+    session.install("-c", CONSTRAINTS, *PEER_DEPENDENCIES)
+    session.install("-c", CONSTRAINTS, "--no-deps", *PEER_PACKAGES)
+    chosen = [session.posargs[0]] if session.posargs else list(PEER_BENCHMARKS)
+    if chosen[0] not in PEER_BENCHMARKS:
+        session.error(f"expected one of {sorted(PEER_BENCHMARKS)} as the first argument, got {chosen[0]!r}")
+    for name in chosen:
+        script, *flags = PEER_BENCHMARKS[name]
+        session.run("python", str(ROOT / script), *flags, *session.posargs[1:])
+
+
 @nox.session
 def examples(session: nox.Session) -> None:
     """Every training config learns as its proof says (and the HF Trainer example), from the wheels."""

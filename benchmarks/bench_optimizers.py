@@ -110,18 +110,20 @@ NOTES = """### Reading the numbers
   something, and even they carry +-30 %.
 * `torch.optim.AdamW(fused=True)` is one C++ kernel per tensor (a single pass over memory). An
   element-wise method written with torch ops makes 4-8 passes (Lion 4, Adam-mini 5, schedule-free 8);
-  `fused=True` (Lion, Adam-mini, schedule-free AdamW; Adafactor's 1-D tensors, APOLLO's low-rank
-  moments) compiles each method's per-tensor rule with `torch.compile` into one or two loops
-  (`swift_optim_zoo/_fused.py`). Step 1 of a fused row includes that compilation (seconds, cached on
-  disk for later processes).
+  `fused=True` (Lion, Adam-mini, schedule-free AdamW, Adafactor's 1-D tensors) runs each method's
+  per-tensor rule as one C loop for float32 CPU tensors (`swift_optim_zoo/_native_rules.py`, built
+  once per machine in about a second: `benchmarks/bench_first_step.py`), and compiles it with
+  `torch.compile` elsewhere (bf16 parameters, CUDA; APOLLO's low-rank moments), `swift_optim_zoo/_fused.py`.
 * Adafactor needs three dependent passes per matrix (row/column statistics; then the RMS of the
   update, which the clipping divides by; then the write) where AdamW needs one. `fused=True` runs
   them as C kernels (`swift_optim_zoo/_native.py`: one read of the matrix each, four rows side by
   side), which brings the explicit-lr mode (HF Trainer's) under fused AdamW. The default mode
   (relative step scaled by the parameter's RMS) also reads every parameter before writing it.
 * Methods that cost more by design: Muon (5 Newton-Schulz iterations = 15 matmuls per 2048x2048
-  matrix per step, bf16), SOAP (8 fp32 matmuls per matrix per step plus element-wise updates of two
-  2048x2048 statistics per matrix, `eigh` at step 1, a QR refresh every 10 steps, 3x AdamW's state),
+  matrix per step, bf16; same-shape matrices iterate together in buffers allocated once), SOAP (6 fp32
+  matmuls per matrix per step plus element-wise updates of two 2048x2048 statistics per matrix, `eigh`
+  at step 1, a refresh every 10 steps: one more product and a QR per side and the momentum re-rotated,
+  3x AdamW's state),
   GaLore / APOLLO (projections each step, an SVD or random projection at each refresh: step 1
   column). The 'method kernels' column measures the dense linear algebra; what remains is compared
   with fused AdamW. APOLLO's remainder is its full-rank passes (the scaled gradient's norm for the
@@ -208,7 +210,10 @@ def _storage_bytes(values: Any, seen: set[int]) -> int:
     stack = [values]
     while stack:
         value = stack.pop()
-        if isinstance(value, torch.Tensor):
+        if isinstance(value, torch.Tensor) and hasattr(value, "__tensor_flatten__"):
+            names, _ = value.__tensor_flatten__()  # a tensor subclass (torchao's 8/4-bit state): its inner tensors
+            stack.extend(getattr(value, name) for name in names)
+        elif isinstance(value, torch.Tensor):
             key = value.untyped_storage().data_ptr() if value.numel() else id(value)
             if key not in seen:
                 seen.add(key)
@@ -373,7 +378,83 @@ def case_curves(config: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-CASES = {"step": case_step, "muon_vs_torch": case_muon_vs_torch, "curves": case_curves}
+def case_peers(config: dict[str, Any]) -> dict[str, Any]:
+    """Our implementation of one method beside every installed peer's (``_peers.PEERS``) and fused AdamW, on
+    the same parameters in one process, steps interleaved in a rotating order; medians; state bytes."""
+    import _peers
+    import torch
+
+    import swift_zoo
+
+    method, shape = config["method"], config["shape"]
+    torch.manual_seed(0)
+    model = build_bench_model(shape["vocab"], shape["hidden"], shape["blocks"])
+    params = list(model.parameters())
+    matrices = [block.weight for block in model.blocks]
+    gen = torch.Generator().manual_seed(1)
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=gen) * 1e-3
+    grads = [p.grad for p in params]
+
+    def restore_grads() -> None:  # some peers (heavyball) drop p.grad after their step
+        for p, g in zip(params, grads):
+            p.grad = g
+
+    name, kwargs, matrices_only = _peers.OURS[method]
+    if matrices_only:
+        ours = swift_zoo.REGISTRY.load("optimizer", name)(matrices, **kwargs)
+    else:
+        ours = swift_zoo.build_optimizer(name, model, **kwargs)
+    shown = {k: v for k, v in kwargs.items() if k in ("fused", "rank")}
+    rows: dict[str, dict[str, Any]] = {"ours": {"label": f"swift_optim_zoo {name} {shown or ''}".strip(),
+                                                "version": _peers.version("swift-optim-zoo"), "opt": ours}}
+    for label, distribution, factory in _peers.PEERS.get(method, []):
+        try:
+            rows[label] = {"label": label, "version": _peers.version(distribution),
+                           "opt": factory(model, matrices, params)}
+        except Exception as exc:  # not installed, or does not run here: a row saying why
+            rows[label] = {"label": label, "version": _peers.version(distribution),
+                           "error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''}"}
+    baseline = torch.optim.AdamW(params, lr=1e-3, fused=True)
+    rows["fused AdamW"] = {"label": "torch.optim.AdamW(fused=True)", "version": torch.__version__, "opt": baseline}
+    for row in rows.values():
+        opt = row.get("opt")
+        if opt is not None and hasattr(opt, "train"):
+            opt.train()  # schedule-free: training mode (a no-op elsewhere)
+    live = [k for k, r in rows.items() if "opt" in r]
+    for key in live:  # first step: state allocation, projections, compilation (heavyball compiles its step)
+        restore_grads()
+        start = time.perf_counter()
+        try:
+            rows[key]["opt"].step()
+        except Exception as exc:
+            rows[key]["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:160]}"
+            rows[key].pop("opt")
+            continue
+        rows[key]["first_s"] = time.perf_counter() - start
+    live = [k for k in live if "opt" in rows[k]]
+    for key in live:
+        rows[key]["times"] = []
+    for round_index in range(config["rounds"]):
+        shift = round_index % len(live)
+        for key in live[shift:] + live[:shift]:
+            restore_grads()
+            start = time.perf_counter()
+            rows[key]["opt"].step()
+            rows[key]["times"].append(time.perf_counter() - start)
+    out = []
+    for key, row in rows.items():
+        entry = {"key": key, "label": row["label"], "version": row["version"]}
+        if "opt" in row:
+            entry.update(first_s=row["first_s"], step_s=statistics.median(row["times"]), times_s=row["times"],
+                         state_bytes=_storage_bytes(dict(row["opt"].state), set()))
+        else:
+            entry["error"] = row["error"]
+        out.append(entry)
+    return {"method": method, "rows": out, "acted_on": "hidden matrices" if matrices_only else "whole model"}
+
+
+CASES = {"step": case_step, "muon_vs_torch": case_muon_vs_torch, "curves": case_curves, "peers": case_peers}
 
 
 # ------------------------------------------------------------------ parent
@@ -419,11 +500,75 @@ def _fmt_ratio(value: float) -> str:
     return f"{value:.2f}x" if value < 10 else f"{value:.0f}x"
 
 
+PEERS_INTRO = (
+    "Per method, one process: ours, every installed peer (`benchmarks/_peers.py`; `nox -s benchmarks_peers` "
+    "installs them) and torch.optim.AdamW(fused=True) on the same parameters, steps interleaved in a rotating "
+    "order, medians; ratios from the same process. 'step 1' includes state allocation, projections and any "
+    "compilation. State = bytes of the optimizer's state tensors. Each method's section is rewritten by "
+    "`python benchmarks/bench_optimizers.py --peers --only NAME`."
+)
+
+
+def _peers_report(args: Any, names: list[str], shape: dict[str, Any], shape_cfg: dict[str, Any], out: Path) -> None:
+    """Every method of ``_peers.OURS`` (within ``--only``) against the installed peers: one section of
+    ``optimizer_peers.md`` per method, written as soon as the method is done."""
+    import subprocess
+
+    import _peers
+    from _measure import write_section
+
+    path = out / "optimizer_peers.md"
+    out.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text("# Optimizers against other libraries\n\n" + PEERS_INTRO + "\n")
+    header = ["implementation", "version", "step 1 (s)", "steady step (s)", "vs fused AdamW", "vs ours",
+              "state MiB (vs AdamW)", "acts on / notes"]
+    for method in [m for m in _peers.OURS if m in names or not args.only]:
+        rounds = shape["slow_rounds"] if method in SLOW else shape["rounds"]
+        load = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.split("load average:")[-1]
+        print(f"peers: {method} ...", flush=True)
+        table = []
+        try:
+            result = _call({"case": "peers", "method": method, "shape": shape_cfg, "rounds": rounds},
+                           in_process=args.quick)
+        except Exception as exc:  # one method's failure must not hide the others
+            result = {"rows": [], "acted_on": ""}
+            table.append(["failed", "", "", "", "", "", "", str(exc).splitlines()[0][:160]])
+        rows = {r["key"]: r for r in result["rows"]}
+        base, ours = rows.get("fused AdamW"), rows.get("ours", {})
+        for row in result["rows"]:
+            if row["key"] == "fused AdamW":
+                continue
+            if "error" in row:
+                table.append([row["label"], row["version"], "", "", "", "", "", f"skipped: {row['error']}"])
+                continue
+            table.append([("**ours** " if row["key"] == "ours" else "") + row["label"], row["version"],
+                          f"{row['first_s']:.2f}", f"{row['step_s']:.3f}", _fmt_ratio(row["step_s"] / base["step_s"]),
+                          _fmt_ratio(row["step_s"] / ours["step_s"]) if "step_s" in ours else "-",
+                          f"{row['state_bytes'] / MIB:,.1f} ({row['state_bytes'] / base['state_bytes']:.3f}x)",
+                          result["acted_on"]])
+        if base is not None and "step_s" in base:
+            table.append(["torch.optim.AdamW(fused=True)", base["version"], f"{base['first_s']:.2f}",
+                          f"{base['step_s']:.3f}", "1.00x",
+                          _fmt_ratio(base["step_s"] / ours["step_s"]) if "step_s" in ours else "-",
+                          f"{base['state_bytes'] / MIB:,.1f}", "whole model"])
+        text = (report_header(f"{method}: ours and other implementations") +
+                f"\nModel as in optimizers.md ({shape['blocks']} Linear {shape['hidden']}x{shape['hidden']} blocks, "
+                f"embedding and head of vocab {shape['vocab']}), random gradients, {rounds} interleaved rounds; load "
+                f"average before: {load.strip()}.\n\n" + markdown_table(header, table) + "\n")
+        write_section(path, f"peers_{method}", text)
+        print(text, flush=True)
+    print(f"written: {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny shapes, in-process, results to a temp dir")
     parser.add_argument("--only", nargs="*", help="optimizer names to run (default: every registered one)")
     parser.add_argument("--out", type=Path, help="results folder (default: benchmarks/results; temp with --quick)")
+    parser.add_argument("--peers", action="store_true",
+                        help="only compare each method with other libraries' implementations (benchmarks/_peers.py; "
+                             "installed by `nox -s benchmarks_peers`) -> results/optimizer_peers.md")
     parser.add_argument("--replot", type=Path, help=f"only redraw the curves from a JSON dump (e.g. {CURVES_DUMP})")
     args = parser.parse_args()
     if args.replot:
@@ -437,6 +582,10 @@ def main() -> None:
     shape = QUICK if args.quick else FULL
     out = args.out or (Path(tempfile.mkdtemp(prefix="bench_optimizers_")) if args.quick else RESULTS)
     shape_cfg = {k: shape[k] for k in ("vocab", "hidden", "blocks")}
+    if args.peers or args.quick:
+        _peers_report(args, names, shape, shape_cfg, out)
+        if args.peers:
+            return
 
     rows = []
     results: dict[str, dict[str, Any]] = {}  # first (default) variant per optimizer: the state goals

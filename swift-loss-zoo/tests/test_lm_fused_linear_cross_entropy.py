@@ -230,3 +230,31 @@ def test_never_builds_or_saves_full_logits():
         value = FusedLinearCrossEntropyLoss(chunk_size=8)(_outputs(leaves), labels)
     assert all(t.numel() < 64 * 300 for t in saved), [tuple(t.shape) for t in saved]
     assert torch.isfinite(value)
+
+
+@pytest.mark.parametrize("inplace_softmax", [True, False], ids=["row_softmax", "separate_ops"])
+@pytest.mark.parametrize(("eps", "z_loss", "dtype"), [(0.0, 0.0, torch.float64), (0.1, 1e-2, torch.float64),
+                                                      (0.0, 0.0, torch.float32), (0.2, 1e-3, torch.float32)])
+def test_both_softmax_paths_match_float64_per_row_loss_and_dlogits(inplace_softmax, eps, z_loss, dtype):
+    """Each way a chunk computes its softmax (ATen's row kernel over the logits on CPU, separate ops
+    elsewhere), into a reused buffer: per-row loss and d loss / d z against float64 autograd."""
+    from swift_loss_zoo.lm._fused_linear_ce_function import _chunk_loss_and_dlogits
+
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(9, 6, generator=gen, dtype=torch.float64) * 3
+    w = torch.randn(17, 6, generator=gen, dtype=torch.float64)
+    b = torch.randn(17, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 17, (9,), generator=gen)
+    z = (x @ w.T + b).requires_grad_()
+    lse = torch.logsumexp(z, dim=1)
+    logp = z - lse.unsqueeze(1)
+    want = (1 - eps) * -logp.gather(1, y.unsqueeze(1)).squeeze(1) + eps * -logp.mean(dim=1) + z_loss * lse**2
+    (want_dz,) = torch.autograd.grad(want.sum(), z)
+    buffer = torch.full((12, 17), float("nan"), dtype=dtype)  # larger than the chunk, stale contents
+    loss, correct, dz = _chunk_loss_and_dlogits(x.to(dtype), y, w.to(dtype), b.to(dtype), eps, z_loss, True,
+                                                out=buffer[:9], inplace_softmax=inplace_softmax)
+    tol = {"rtol": 1e-10, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-5}
+    torch.testing.assert_close(loss.double(), want.detach(), **tol)
+    torch.testing.assert_close(dz.double(), want_dz, **tol)
+    assert dz.data_ptr() == buffer.data_ptr()
+    assert torch.equal(correct, z.argmax(dim=1) == y)

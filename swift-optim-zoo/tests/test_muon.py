@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 import swift_zoo
-from swift_optim_zoo.muon import Muon, newton_schulz_orthogonalize
+from swift_optim_zoo.muon import Muon, newton_schulz_orthogonalize, newton_schulz_orthogonalize_batch
+from swift_optim_zoo.muon.newton_schulz import batches_by_shape
 from swift_zoo.optim import declared_state_bytes, measure_state_bytes
 
 COEFFS = (3.4445, -4.7750, 2.0315)
@@ -49,7 +50,7 @@ def reference_muon(weights, grads_per_step, *, lr, momentum, wd, adjust):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_update_matches_float64_reference(adjust: str, seed: int) -> None:
     gen = torch.Generator().manual_seed(seed)
-    shapes = [(12, 7), (7, 12), (9, 9)]
+    shapes = [(12, 7), (7, 12), (9, 9), (12, 7), (9, 9)]  # repeated shapes: batched iterations
     weights = [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
     steps = [[torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes] for _ in range(4)]
     params = [nn.Parameter(w.clone()) for w in weights]
@@ -67,7 +68,7 @@ def test_update_matches_float64_reference(adjust: str, seed: int) -> None:
 @pytest.mark.parametrize("adjust", ["original", "match_rms_adamw"])
 def test_matches_torch_muon_on_matrices(adjust: str) -> None:
     gen = torch.Generator().manual_seed(3)
-    shapes = [(24, 16), (16, 24), (20, 20)]
+    shapes = [(24, 16), (16, 24), (20, 20), (24, 16), (20, 20)]
     ours = [nn.Parameter(torch.randn(s, generator=gen)) for s in shapes]
     theirs = [nn.Parameter(p.detach().clone()) for p in ours]
     a = Muon(ours, lr=0.02, weight_decay=0.1, adjust_lr_fn=adjust)
@@ -89,6 +90,49 @@ def test_newton_schulz_singular_values_in_band_and_bf16() -> None:
     assert out.dtype == torch.bfloat16 and out.shape == (64, 32)
     s = torch.linalg.svdvals(out.float())
     assert 0.5 < float(s.min()) and float(s.max()) < 1.3, s
+
+
+def one_at_a_time_ns(g: torch.Tensor, dtype: torch.dtype, steps: int = 5) -> torch.Tensor:
+    """The unbatched iteration as torch.optim.Muon writes it (mm / addmm on one matrix)."""
+    a, b, c = COEFFS
+    x = g.to(dtype)
+    tall = x.shape[0] > x.shape[1]
+    x = x.t() if tall else x
+    x = x / x.norm().clamp(min=1e-7)
+    for _ in range(steps):
+        gram = x @ x.t()
+        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.t() if tall else x
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
+@pytest.mark.parametrize("shape", [(24, 16), (16, 24), (20, 20)])
+def test_batched_newton_schulz_equals_one_matrix_at_a_time(shape: tuple[int, int], dtype: torch.dtype) -> None:
+    gen = torch.Generator().manual_seed(4)
+    matrices = [torch.randn(shape, generator=gen) * scale for scale in (1e-3, 1.0, 30.0)]
+    stack = torch.randn(2, *shape, generator=gen)
+    out = newton_schulz_orthogonalize_batch([*matrices, stack], dtype=dtype)
+    expected = [one_at_a_time_ns(m, dtype) for m in matrices] + [torch.stack([one_at_a_time_ns(m, dtype) for m in stack])]
+    tol = {"rtol": 0, "atol": 0} if dtype == torch.bfloat16 else {"rtol": 1e-5, "atol": 1e-6}
+    for got, want in zip(out, expected):
+        assert got.shape == want.shape and got.dtype == dtype
+        torch.testing.assert_close(got, want, **tol)
+
+
+def test_batched_newton_schulz_matches_float64_formula_and_rejects_mixed_shapes() -> None:
+    gen = torch.Generator().manual_seed(5)
+    matrices = [torch.randn(9, 5, generator=gen, dtype=torch.float64) for _ in range(3)]
+    for got, m in zip(newton_schulz_orthogonalize_batch(matrices, dtype=torch.float64), matrices):
+        torch.testing.assert_close(got, reference_ns(m), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match=r"one \[A, B\], got \[\(9, 5\), \(5, 9\)\]"):
+        newton_schulz_orthogonalize_batch([matrices[0], matrices[1].t()])
+
+
+def test_batches_by_shape_groups_equal_shapes_under_the_byte_cap() -> None:
+    shapes = [(4, 4), (4, 8), (4, 4), (2, 4, 4), (4, 8), (4, 4)]
+    assert batches_by_shape(shapes, itemsize=2) == [[0, 2, 3, 5], [1, 4]]
+    # 16 elements of 2 bytes per matrix, a cap of 64 bytes: two [4, 4] matrices (or one stack of two) per batch
+    assert batches_by_shape(shapes, itemsize=2, max_batch_bytes=64) == [[0, 2], [3], [5], [1], [4]]
 
 
 def test_match_rms_update_rms_is_about_point_two_lr() -> None:

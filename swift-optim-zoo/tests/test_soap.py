@@ -141,3 +141,23 @@ def test_gradless_params_get_no_state_and_bad_frequency_message() -> None:
     assert frozen not in opt.state
     with pytest.raises(swift_zoo.ConfigError, match=r"optimizer 'soap': precondition_frequency must be an integer in \[1, 1000000000\], got 0"):
         SOAP([p], precondition_frequency=0)
+
+
+def test_projection_and_rerotation_against_explicit_products() -> None:
+    from swift_optim_zoo.soap.eigenbasis import accumulate_factors, project, rerotate
+
+    gen = torch.Generator().manual_seed(7)
+    g = torch.randn(5, 3, generator=gen, dtype=torch.float64)
+    ql, _ = torch.linalg.qr(torch.randn(5, 5, generator=gen, dtype=torch.float64))
+    qr, _ = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=torch.float64))
+    torch.testing.assert_close(project(g, [ql, qr]), ql.T @ g @ qr)
+    torch.testing.assert_close(project(g, [ql, qr], back=True), ql @ g @ qr.T)
+    torch.testing.assert_close(project(g, [None, qr]), g @ qr)  # one side unrotated: the general path
+    new_l, _ = torch.linalg.qr(torch.randn(5, 5, generator=gen, dtype=torch.float64))
+    m = g.clone()
+    rerotate(m, [ql, qr], [new_l, None])
+    torch.testing.assert_close(m, new_l.T @ (ql @ g @ qr.T))
+    factors = [torch.eye(5, dtype=torch.float64), torch.eye(3, dtype=torch.float64)]
+    accumulate_factors(g, factors, 0.9)
+    torch.testing.assert_close(factors[0], 0.9 * torch.eye(5, dtype=torch.float64) + 0.1 * g @ g.T)
+    torch.testing.assert_close(factors[1], 0.9 * torch.eye(3, dtype=torch.float64) + 0.1 * g.T @ g)

@@ -14,7 +14,10 @@ into one or two loops over memory.
   floats: dynamo would specialise on float values (recompiling when ``betas`` change) or, for
   some arguments such as ``alpha=``, bake a stale constant in. A tensor input is neither, so an
   LR schedule runs one compiled loop.
-* The first call compiles (a few seconds; inductor caches the generated code on disk, so later
+* Float32 CPU tensors run the same rule as a C kernel (``native``, see
+  :mod:`swift_optim_zoo._native_rules`), built once per machine in about a second: no inductor
+  compilation at all. Everything else (bf16 parameters, CUDA) is compiled: the first call compiles
+  (10-60 s cold on a 2-core machine; inductor caches the generated code on disk, so later
   processes start faster). If compilation fails (no C++ compiler, a device inductor cannot
   target), one warning names the optimizer and the reason, and that kernel runs eagerly from then
   on: the same rule, slower, never a different answer.
@@ -41,8 +44,12 @@ class FusedKernel:
     second kernel, when one loop cannot do the whole rule (a reduction must finish first).
     """
 
-    def __init__(self, rule: Callable[..., None]) -> None:
+    def __init__(self, rule: Callable[..., None], *, native: Callable[..., bool] | None = None) -> None:
         self.rule = rule
+        #: the same rule as a C kernel (:mod:`swift_optim_zoo._native_rules`), tried first when the
+        #: hyperparameters are Python floats; it returns False for tensors it does not take
+        self.native = native
+        self.native_calls = 0
         self._compiled: Callable[..., None] | None = None
         self._succeeded = False
         self.failure: str | None = None  # why compilation failed, once it has
@@ -59,6 +66,10 @@ class FusedKernel:
         run eagerly: dynamo specialises size 1, and a compiled loop gains nothing there.
         """
         first = tensors[0]
+        if self.native is not None and not isinstance(scalars, torch.Tensor) \
+                and self.native(*tensors, scalars=tuple(scalars), **flags):
+            self.native_calls += 1
+            return None
         dtype = scalar_dtype(first.dtype)
         if isinstance(scalars, torch.Tensor):
             if scalars.dtype != dtype or scalars.dim() != 1:

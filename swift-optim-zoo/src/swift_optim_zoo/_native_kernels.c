@@ -7,11 +7,17 @@
  * ctypes. Sums run in float over short stretches (16 lanes per row, blocks of 128 rows per column)
  * and in double beyond, so a column of thousands of rows keeps float32's precision.
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+
+/* sqrtf without errno: lets the square-root loops vectorise (no value here is negative). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-math-errno")
 #endif
 
 /* x86-64: one build, the widest vector instructions the running CPU has (no -march=native, so a
@@ -255,5 +261,244 @@ void swift_factored_write_f32(float *p, const float *g, const float *row_scale, 
         int team;
         team_share(rows, &r0, &r1, &team);
         row_range_factored_write(p, g, row_scale, col_scale, cols, r0, r1, decay, exp_avg, beta1);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------------------
+ * Whole per-tensor update rules of the element-wise optimizers (fused=True on float32 CPU tensors), in place
+ * of the torch.compile'd loops of swift_optim_zoo/_fused.py: the same arithmetic in float32, one pass over
+ * memory (two where a reduction must finish first), and no compilation at run time beyond this file's build
+ * (about a second, once per machine), where inductor takes 10-60 s cold. Each mirrors a Python rule named
+ * in its comment; hyperparameters arrive as floats, as the compiled rules receive them (a float32 tensor).
+ * --------------------------------------------------------------------------------------------------------- */
+
+/* lion/lion.py::_lion_rule: p = p (1 - lr wd) - lr sign(b1 m + (1 - b1) g); m = b2 m + (1 - b2) g. */
+MULTIVERSION static void lion_range(float *restrict p, const float *restrict g, float *restrict m, int64_t i0,
+                                    int64_t i1, float lr, float beta1, float beta2, float decay) {
+    float one_minus_b1 = 1.0f - beta1, one_minus_b2 = 1.0f - beta2;
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) {
+        float c = m[i] * beta1 + g[i] * one_minus_b1;
+        float s = (c > 0.0f) - (c < 0.0f);
+        p[i] = p[i] * decay - s * lr;
+        m[i] = m[i] * beta2 + g[i] * one_minus_b2;
+    }
+}
+
+void swift_lion_f32(float *p, const float *g, float *m, int64_t n, float lr, float beta1, float beta2,
+                    float weight_decay, int threads) {
+    float decay = 1.0f - lr * weight_decay;
+    (void)threads;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(thread_count(threads))
+#endif
+    {
+        int64_t i0, i1;
+        int team;
+        team_share(n, &i0, &i1, &team);
+        lion_range(p, g, m, i0, i1, lr, beta1, beta2, decay);
+    }
+}
+
+/* schedule_free/adamw.py::_schedule_free_rule: v = b2 v + (1 - b2) g^2; u = g / (sqrt(v / bc2) + eps) + wd y;
+ * y = lerp(y, z, ckp1) (torch's two-sided form); y += u lr (b1 (1 - ckp1) - 1); z -= u lr. */
+MULTIVERSION static void schedule_free_range(float *restrict y, const float *restrict g, float *restrict z,
+                                             float *restrict v, int64_t i0, int64_t i1, float lr, float beta2,
+                                             float eps, float bc2, float weight_decay, float ckp1, float y_scale) {
+    float one_minus_b2 = 1.0f - beta2, one_minus_ckp1 = 1.0f - ckp1;
+    int low = ckp1 < 0.5f;
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) {
+        float gi = g[i];
+        float vi = v[i] * beta2 + gi * gi * one_minus_b2;
+        v[i] = vi;
+        float yi = y[i], zi = z[i];
+        float u = gi / (sqrtf(vi / bc2) + eps) + yi * weight_decay;
+        float diff = zi - yi;
+        float moved = low ? yi + diff * ckp1 : zi - diff * one_minus_ckp1;
+        y[i] = moved + u * y_scale;
+        z[i] = zi - u * lr;
+    }
+}
+
+void swift_schedule_free_f32(float *y, const float *g, float *z, float *v, int64_t n, float lr, float beta1,
+                             float beta2, float eps, float bc2, float weight_decay, float ckp1, int threads) {
+    float y_scale = lr * (beta1 * (1.0f - ckp1) - 1.0f);
+    (void)threads;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(thread_count(threads))
+#endif
+    {
+        int64_t i0, i1;
+        int team;
+        team_share(n, &i0, &i1, &team);
+        schedule_free_range(y, g, z, v, i0, i1, lr, beta2, eps, bc2, weight_decay, ckp1, y_scale);
+    }
+}
+
+/* adam_mini/adam_mini.py::_adam_mini_rule on a [blocks, size] tensor, one second moment per block:
+ * m = b1 m + (1 - b1) g; v_b = b2 v_b + (1 - b2) mean_b(g^2); p = p (1 - lr wd) - m (lr / c1) / (sqrt(v_b / c2) + eps).
+ * A block is read twice (its sum of squares, then the write) while it is still in cache. */
+MULTIVERSION static float block_mean_square(const float *restrict g, int64_t size) {
+    float lane[LANES] = {0};
+    int64_t j = 0;
+    for (; j + LANES <= size; j += LANES) {
+#pragma omp simd
+        for (int k = 0; k < LANES; ++k) lane[k] += g[j + k] * g[j + k];
+    }
+    double total = 0;
+    for (; j < size; ++j) total += (double)g[j] * g[j];
+    for (int k = 0; k < LANES; ++k) total += lane[k];
+    return (float)(total / (double)size);
+}
+
+MULTIVERSION static void adam_mini_block_write(float *restrict p, const float *restrict g, float *restrict m,
+                                               int64_t i0, int64_t i1, float beta1, float decay, float factor) {
+    float one_minus_b1 = 1.0f - beta1;
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) {
+        float mi = m[i] * beta1 + g[i] * one_minus_b1;
+        m[i] = mi;
+        p[i] = p[i] * decay - mi * factor;
+    }
+}
+
+static float adam_mini_block_factor(float *v, float mean_sq, float lr, float beta2, float eps, float correction1,
+                                    float correction2) {
+    float vb = *v * beta2 + mean_sq * (1.0f - beta2);
+    *v = vb;
+    return (lr / correction1) / (sqrtf(vb / correction2) + eps);
+}
+
+void swift_adam_mini_f32(float *p, const float *g, float *m, float *v, int64_t blocks, int64_t size, float lr,
+                         float beta1, float beta2, float eps, float weight_decay, float correction1,
+                         float correction2, int threads) {
+    float decay = 1.0f - lr * weight_decay;
+    int nt = thread_count(threads);
+    (void)nt;
+    if (blocks >= 2 * (int64_t)nt) { /* many blocks (rows, heads): one block at a time per thread */
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static)
+#endif
+        for (int64_t b = 0; b < blocks; ++b) {
+            int64_t off = b * size;
+            float factor = adam_mini_block_factor(v + b, block_mean_square(g + off, size), lr, beta2, eps,
+                                                  correction1, correction2);
+            adam_mini_block_write(p + off, g + off, m + off, 0, size, beta1, decay, factor);
+        }
+        return;
+    }
+    for (int64_t b = 0; b < blocks; ++b) { /* few large blocks (a whole tensor): split each block over threads */
+        int64_t off = b * size;
+        double total = 0;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) reduction(+ : total)
+#endif
+        {
+            int64_t i0, i1;
+            int team;
+            team_share(size, &i0, &i1, &team);
+            if (i1 > i0) total += (double)block_mean_square(g + off + i0, i1 - i0) * (double)(i1 - i0);
+        }
+        float factor = adam_mini_block_factor(v + b, (float)(total / (double)size), lr, beta2, eps, correction1,
+                                              correction2);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+        {
+            int64_t i0, i1;
+            int team;
+            team_share(size, &i0, &i1, &team);
+            adam_mini_block_write(p + off, g + off, m + off, i0, i1, beta1, decay, factor);
+        }
+    }
+}
+
+/* adafactor/_fused_rule.py::_unfactored_rule (a tensor with a full second moment, 1-D parameters):
+ * s = b2t s + (1 - b2t)(g^2 + eps1); u = g / sqrt(s); step = scale_parameter ? max(rms(p), eps2) size : size;
+ * u *= step / max(rms(u) / clip, 1); with momentum m = b1 m + (1 - b1) u, u = m; p = p (1 - wd step) - u.
+ * Pass 1 updates s and sums u^2 and p^2 (double); pass 2 writes. */
+MULTIVERSION static void unfactored_sums(const float *restrict p, const float *restrict g, float *restrict s,
+                                         int64_t i0, int64_t i1, float beta2t, float eps1, double *update_sq,
+                                         double *param_sq) {
+    float lane_u[LANES] = {0}, lane_p[LANES] = {0};
+    float one_minus_b2t = 1.0f - beta2t;
+    int64_t i = i0;
+    for (; i + LANES <= i1; i += LANES) {
+#pragma omp simd
+        for (int k = 0; k < LANES; ++k) {
+            float gi = g[i + k];
+            float si = s[i + k] * beta2t + (gi * gi + eps1) * one_minus_b2t;
+            s[i + k] = si;
+            float u = gi / sqrtf(si);
+            lane_u[k] += u * u;
+            lane_p[k] += p[i + k] * p[i + k];
+        }
+    }
+    double tu = 0, tp = 0;
+    for (; i < i1; ++i) {
+        float gi = g[i];
+        float si = s[i] * beta2t + (gi * gi + eps1) * one_minus_b2t;
+        s[i] = si;
+        float u = gi / sqrtf(si);
+        tu += (double)u * u;
+        tp += (double)p[i] * p[i];
+    }
+    for (int k = 0; k < LANES; ++k) {
+        tu += lane_u[k];
+        tp += lane_p[k];
+    }
+    *update_sq += tu;
+    *param_sq += tp;
+}
+
+MULTIVERSION static void unfactored_write(float *restrict p, const float *restrict g, const float *restrict s,
+                                          float *restrict m, int64_t i0, int64_t i1, float factor, float decay,
+                                          float beta1) {
+    if (m) {
+        float one_minus_b1 = 1.0f - beta1;
+#pragma omp simd
+        for (int64_t i = i0; i < i1; ++i) {
+            float mi = m[i] * beta1 + (g[i] / sqrtf(s[i])) * factor * one_minus_b1;
+            m[i] = mi;
+            p[i] = p[i] * decay - mi;
+        }
+        return;
+    }
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) p[i] = p[i] * decay - (g[i] / sqrtf(s[i])) * factor;
+}
+
+void swift_adafactor_unfactored_f32(float *p, const float *g, float *s, float *m, int64_t n, float size, float eps2,
+                                    float beta2t, float eps1, float clip_threshold, float weight_decay, float beta1,
+                                    int scale_parameter, int threads) {
+    double update_sq = 0, param_sq = 0;
+    int nt = thread_count(threads);
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) reduction(+ : update_sq, param_sq)
+#endif
+    {
+        int64_t i0, i1;
+        int team;
+        team_share(n, &i0, &i1, &team);
+        unfactored_sums(p, g, s, i0, i1, beta2t, eps1, &update_sq, &param_sq);
+    }
+    float step = size;
+    if (scale_parameter) {
+        float rms = sqrtf((float)(param_sq / (double)n));
+        step = (rms > eps2 ? rms : eps2) * size;
+    }
+    float clip = sqrtf((float)(update_sq / (double)n)) / clip_threshold;
+    float factor = step / (clip > 1.0f ? clip : 1.0f);
+    float decay = 1.0f - weight_decay * step;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+    {
+        int64_t i0, i1;
+        int team;
+        team_share(n, &i0, &i1, &team);
+        unfactored_write(p, g, s, m, i0, i1, factor, decay, beta1);
     }
 }

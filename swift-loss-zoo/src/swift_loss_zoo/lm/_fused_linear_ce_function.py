@@ -36,17 +36,34 @@ def _chunk_loss_and_dlogits(
     label_smoothing: float,
     z_loss: float,
     want_dlogits: bool,
+    out: torch.Tensor | None = None,
+    inplace_softmax: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Per-row loss, correctness of the argmax, and d(loss_i)/d(z_i) (in place of the logits)."""
-    z = torch.addmm(bias, x, weight.t()) if bias is not None else x @ weight.t()
+    """Per-row loss, correctness of the argmax, and d(loss_i)/d(z_i) (in place of the logits, in
+    ``out`` when given: a ``[rows, V]`` buffer reused from chunk to chunk). ``inplace_softmax``
+    (default: on CPU) computes the softmax with ATen's row-wise kernel writing over the logits,
+    else with separate ops (subtract the max, exp, sum, scale)."""
+    if bias is not None:
+        z = torch.addmm(bias, x, weight.t(), out=out) if out is not None else torch.addmm(bias, x, weight.t())
+    else:
+        z = torch.mm(x, weight.t(), out=out) if out is not None else torch.mm(x, weight.t())
     vocab = z.shape[1]
     z_max, argmax = z.max(dim=1)
     correct = argmax == targets
     z_target = z.gather(1, targets.unsqueeze(1)).squeeze(1)
     z_mean = z.mean(dim=1) if label_smoothing else None
-    z.sub_(z_max.unsqueeze(1)).exp_()  # z now holds exp(z - max)
-    total = z.sum(dim=1)
-    lse = z_max + total.log()
+    if inplace_softmax if inplace_softmax is not None else z.device.type == "cpu":
+        # softmax in place, row by row while the row is in cache (max, exp and sum, scale): one read and
+        # one write of the chunk where separate ops make seven passes. The largest probability,
+        # 1 / sum_v exp(z_v - max) >= 1 / V, gives lse without underflow.
+        torch._softmax(z, 1, False, out=z)
+        lse = z_max - z.gather(1, argmax.unsqueeze(1)).squeeze(1).log()
+        row_scale = None
+    else:
+        z.sub_(z_max.unsqueeze(1)).exp_()  # z now holds exp(z - max)
+        total = z.sum(dim=1)
+        lse = z_max + total.log()
+        row_scale = total.reciprocal()
     # (1 - eps)(lse - z_y) + eps (lse - mean_v z_v) + lambda lse^2
     loss = lse - (1.0 - label_smoothing) * z_target
     if label_smoothing:
@@ -56,14 +73,21 @@ def _chunk_loss_and_dlogits(
     if not want_dlogits:
         return loss, correct, None
     # dloss/dz = softmax * (1 + 2 lambda lse) - (1 - eps) onehot(y) - eps / V
-    row_scale = total.reciprocal()
     if z_loss:
-        row_scale = row_scale * (1.0 + 2.0 * z_loss * lse)
-    z.mul_(row_scale.unsqueeze(1))
+        factor = 1.0 + 2.0 * z_loss * lse
+        row_scale = factor if row_scale is None else row_scale * factor
+    if row_scale is not None:
+        z.mul_(row_scale.unsqueeze(1))
     z.scatter_add_(1, targets.unsqueeze(1), z.new_full((z.shape[0], 1), -(1.0 - label_smoothing)))
     if label_smoothing:
         z.sub_(label_smoothing / vocab)
     return loss, correct, z
+
+
+def _logits_buffer(kept: int, chunk_rows: int, vocab: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """One ``[rows, V]`` block that every chunk's logits reuse: a fresh block per chunk costs page faults
+    (an allocator returns blocks this large to the OS), about a tenth of the logits matmul on CPU."""
+    return torch.empty(max(min(chunk_rows, kept), 1), vocab, dtype=dtype, device=device)
 
 
 class FusedLinearCrossEntropyFunction(torch.autograd.Function):
@@ -92,16 +116,19 @@ class FusedLinearCrossEntropyFunction(torch.autograd.Function):
         grad_w = torch.zeros(vocab, width, dtype=compute, device=device) if want_w else None
         grad_b = torch.zeros(vocab, dtype=compute, device=device) if want_b else None
         want_any = want_h or want_w or want_b
+        buffer = _logits_buffer(kept.numel(), chunk_rows, vocab, compute, device)
         for start in range(0, kept.numel(), chunk_rows):
             idx = kept[start:start + chunk_rows]
             x = hidden.index_select(0, idx).to(compute)
             y = targets.index_select(0, idx)
-            loss, hit, dz = _chunk_loss_and_dlogits(x, y, w, b, label_smoothing, z_loss, want_any)
+            loss, hit, dz = _chunk_loss_and_dlogits(x, y, w, b, label_smoothing, z_loss, want_any,
+                                                    out=buffer[:idx.numel()])
             losses.index_copy_(0, idx, loss)
             correct.index_copy_(0, idx, hit)
             if want_any:
                 _accumulate(dz, x, idx, w, grad_h, grad_w, grad_b)
             del loss, hit, dz, x  # free this chunk before the next one is allocated
+        del buffer
         ctx.save_for_backward(hidden, weight, bias, targets, kept)
         ctx.stored_grads = (grad_h, grad_w, grad_b)
         ctx.settings = (label_smoothing, z_loss, chunk_rows, compute)
@@ -152,10 +179,12 @@ def _recompute_grads(hidden, weight, bias, targets, kept, scale, label_smoothing
     grad_h = torch.zeros(hidden.shape, dtype=compute, device=hidden.device) if want_h else None
     grad_w = torch.zeros(weight.shape, dtype=compute, device=weight.device) if want_w else None
     grad_b = torch.zeros(bias.shape, dtype=compute, device=bias.device) if want_b else None
+    buffer = _logits_buffer(kept.numel(), chunk_rows, weight.shape[0], compute, hidden.device)
     for start in range(0, kept.numel(), chunk_rows):
         idx = kept[start:start + chunk_rows]
         x = hidden.index_select(0, idx).to(compute)
-        _, _, dz = _chunk_loss_and_dlogits(x, targets.index_select(0, idx), w, b, label_smoothing, z_loss, True)
+        _, _, dz = _chunk_loss_and_dlogits(x, targets.index_select(0, idx), w, b, label_smoothing, z_loss, True,
+                                           out=buffer[:idx.numel()])
         if scale is not None:
             dz.mul_(scale[start:start + chunk_rows].unsqueeze(1))
         _accumulate(dz, x, idx, w, grad_h, grad_w, grad_b)

@@ -31,8 +31,10 @@ class FusedLinearCrossEntropyLoss(BaseLoss):
     How: rows are processed in chunks (default: as many rows as fit 64 MiB of float32 logits, at
     least 256); each chunk's logits are computed in float32 (float64 for float64 inputs) and its
     gradients with respect to the hidden states, weight and bias are computed during the forward
-    pass, so backward only scales them. Ignored rows are skipped entirely. Peak extra memory: one
-    chunk of logits plus float32 gradient buffers of the hidden states and the weight. bf16/fp16
+    pass, so backward only scales them. Ignored rows are skipped entirely. Every chunk reuses one
+    logits buffer, and on CPU the softmax runs row by row over it in place (one read and one write
+    of the chunk). Peak extra memory: one chunk of logits plus float32 gradient buffers of the
+    hidden states and the weight. bf16/fp16
     inputs are upcast per chunk (the weight once). The idea: Liger-Kernel's fused linear
     cross-entropy (arXiv:2410.10989); label smoothing: arXiv:1512.00567; z-loss: arXiv:2204.02311.
 

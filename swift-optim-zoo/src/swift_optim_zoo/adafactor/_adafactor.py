@@ -46,8 +46,8 @@ class Adafactor(ZooOptimizer):
     State for a ``m x n`` matrix: ``m + n`` float32 (``+ m n`` with ``beta1``); 1-D: ``n`` float32.
     bf16 parameters are updated through a float32 copy, the state stays float32. ``fused=True`` runs
     a matrix's step in the three passes its dependencies need (statistics, update RMS, write), as C
-    kernels for float32 on CPU (:mod:`swift_optim_zoo._native`) and compiled loops otherwise
-    (:mod:`swift_optim_zoo._fused`; 1-D tensors in one); see
+    kernels for float32 on CPU (:mod:`swift_optim_zoo._native`; 1-D tensors in two passes of
+    :mod:`swift_optim_zoo._native_rules`) and compiled loops otherwise (:mod:`swift_optim_zoo._fused`); see
     :mod:`swift_optim_zoo.adafactor._fused_rule`. Same arithmetic, summed in another order.
 
     Under FSDP2 (row-sharded DTensor parameters) the statistics come from all-reduced partial sums

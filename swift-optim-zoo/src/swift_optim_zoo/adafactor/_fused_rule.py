@@ -15,7 +15,7 @@ then the write:
   (:data:`FACTORED_WRITE_KERNEL`: bf16 parameters, CUDA).
 
 On CUDA the statistics are torch reductions and every scalar stays a tensor (no host sync). 1-D
-tensors run :data:`UNFACTORED_KERNEL` (the whole step, compiled); tensors of 3 or more dimensions
+tensors run :data:`UNFACTORED_KERNEL` (the whole step: a C kernel for float32 on CPU, else compiled); tensors of 3 or more dimensions
 (expert stacks, convolutions) take the eager path (:func:`fused_adafactor_step` returns ``False``).
 """
 
@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from swift_optim_zoo import _native_rules
 from swift_optim_zoo._fused import FusedKernel, alias, scalar_dtype
 from swift_optim_zoo._native import factored_write, square_sums, weighted_square_sum
 from swift_optim_zoo.adafactor._rule import update_statistics_from_means
@@ -69,7 +70,7 @@ def _unfactored_rule(param: torch.Tensor, grad: torch.Tensor, second: torch.Tens
 
 
 FACTORED_WRITE_KERNEL = FusedKernel(_factored_write_rule)
-UNFACTORED_KERNEL = FusedKernel(_unfactored_rule)
+UNFACTORED_KERNEL = FusedKernel(_unfactored_rule, native=_native_rules.adafactor_unfactored)
 
 
 def fused_adafactor_step(param: torch.Tensor, grad: torch.Tensor, state: dict[str, Any], group: Mapping[str, Any],

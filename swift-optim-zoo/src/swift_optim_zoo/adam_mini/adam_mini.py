@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from swift_optim_zoo import _native_rules
 from swift_optim_zoo._catalogue._distributed import ADAM_MINI
 from swift_optim_zoo._fused import FusedKernel, alias, check_fused
 from swift_optim_zoo.adam_mini.blocks import (
@@ -61,8 +62,10 @@ class AdamMini(ZooOptimizer):
 
     Defaults (the reference's): ``lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0``.
     State: ``exp_avg`` (parameter dtype), ``exp_avg_sq`` (one value per block, parameter dtype),
-    ``step`` (float32): about half of AdamW. ``fused=True`` runs the per-block rule compiled into one
-    or two passes over memory (:mod:`swift_optim_zoo._fused`); layouts with column blocks stay eager.
+    ``step`` (float32): about half of AdamW. ``fused=True`` runs the per-block rule in one pass over
+    memory (a block is read again while in cache): a C kernel for float32 CPU tensors
+    (:mod:`swift_optim_zoo._native_rules`), else compiled (:mod:`swift_optim_zoo._fused`); layouts
+    with column blocks stay eager.
 
     Under FSDP2 each rank computes the mean square of its own rows and one all-reduce for all parameters
     gives every row's (blocks that straddle ranks add their parts; ``m`` words per ``m x n`` matrix); the
@@ -231,7 +234,7 @@ def _adam_mini_rule(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tens
     param.sub_(exp_avg * ((lr / correction1) / denom).unsqueeze(1))
 
 
-ADAM_MINI_KERNEL = FusedKernel(_adam_mini_rule)
+ADAM_MINI_KERNEL = FusedKernel(_adam_mini_rule, native=_native_rules.adam_mini)
 
 
 def _fused_param_step(p: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,

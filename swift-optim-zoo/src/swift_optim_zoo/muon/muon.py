@@ -10,7 +10,12 @@ import torch
 
 from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX
 from swift_optim_zoo._inner_adamw import adamw_state_bytes, inner_adamw_step
-from swift_optim_zoo.muon.newton_schulz import KELLER_COEFFICIENTS, newton_schulz_orthogonalize
+from swift_optim_zoo.muon.newton_schulz import (
+    KELLER_COEFFICIENTS,
+    batches_by_shape,
+    newton_schulz_orthogonalize,
+    newton_schulz_orthogonalize_batch,
+)
 from swift_zoo import ConfigError
 from swift_zoo.optim import (
     ZooOptimizer,
@@ -258,14 +263,38 @@ class Muon(ZooOptimizer):
         if group["weight_decay"] != 0:
             torch._foreach_mul_([local_tensor(p) for p in params], 1 - lr * group["weight_decay"])
         dtype = _NS_DTYPES[group["ns_dtype"]]
-        sharded = []
+        sharded, whole = [], []
         for p, grad, buffer in zip(params, grads, buffers):
-            update = grad.lerp(buffer, momentum) if group["nesterov"] else buffer
-            if self.matrix_owners.owner_of(p) is not None:
-                sharded.append((p, update.to(dtype), group))  # the cast NS starts with: half the bytes to move
+            if self.matrix_owners.owner_of(p) is None:
+                whole.append((p, grad, buffer))
                 continue
-            self._apply(p, self._orthogonalised(p, update, group), group)
+            update = grad.lerp(buffer, momentum) if group["nesterov"] else buffer
+            sharded.append((p, update.to(dtype), group))  # the cast NS starts with: half the bytes to move
+        self._orthogonalise_whole(whole, group)
         return sharded
+
+    def _orthogonalise_whole(self, items: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+                             group: Mapping[str, Any]) -> None:
+        """The update of each whole matrix: same-shape matrices iterate together
+        (:func:`~swift_optim_zoo.muon.newton_schulz.newton_schulz_orthogonalize_batch`, in buffers allocated once per
+        batch), then ``param -= lr * s(A, B) * ortho``."""
+        if not items:
+            return
+        dtype = _NS_DTYPES[group["ns_dtype"]]
+        per_expert = [group_role(group, p) is ParamRole.EXPERT_STACK for p, _, _ in items]
+        shapes = [tuple(matrix_view(p, per_expert=e).shape) for (p, _, _), e in zip(items, per_expert)]
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        for batch in batches_by_shape(shapes, itemsize=itemsize):
+            updates = [items[i][1].lerp(items[i][2], group["momentum"]) if group["nesterov"] else items[i][2]
+                       for i in batch]
+            orthos = newton_schulz_orthogonalize_batch(
+                [matrix_view(u, per_expert=per_expert[i]) for u, i in zip(updates, batch)], steps=group["ns_steps"],
+                coefficients=group["ns_coefficients"], eps=group["eps"], dtype=dtype,
+            )
+            del updates
+            for i, ortho in zip(batch, orthos):
+                param = items[i][0]
+                self._apply(param, ortho.reshape(param.shape), group)
 
     @staticmethod
     def _orthogonalised(param: torch.Tensor, update: torch.Tensor, group: Mapping[str, Any]) -> torch.Tensor:

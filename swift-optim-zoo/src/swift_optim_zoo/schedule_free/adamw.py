@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import torch
 
+from swift_optim_zoo import _native_rules
 from swift_optim_zoo._catalogue._distributed import ELEMENT_WISE
 from swift_optim_zoo._fused import FusedKernel, alias, can_alias, check_fused
 from swift_zoo import OptimizerModeError
@@ -61,8 +62,9 @@ class ScheduleFreeAdamW(ZooOptimizer):
     Defaults (the reference's): ``lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
     warmup_steps=0, r=0, weight_lr_power=2, bias_correction="denominator"``. ``foreach=None`` uses multi-tensor ops on CUDA and a
     per-tensor loop with reused scratch buffers on CPU (as :class:`swift_optim_zoo.lion.Lion`).
-    ``fused=True`` runs the per-tensor rule compiled into one pass over memory
-    (:mod:`swift_optim_zoo._fused`); it overrides ``foreach``.
+    ``fused=True`` runs the per-tensor rule in one pass over memory: a C kernel for float32 CPU
+    tensors (:mod:`swift_optim_zoo._native_rules`), else compiled (:mod:`swift_optim_zoo._fused`);
+    it overrides ``foreach``.
 
     .. code-block:: yaml
 
@@ -249,7 +251,7 @@ def _schedule_free_rule(y: torch.Tensor, grad: torch.Tensor, z: torch.Tensor, ex
     z.sub_(update * lr)
 
 
-SCHEDULE_FREE_KERNEL = FusedKernel(_schedule_free_rule)
+SCHEDULE_FREE_KERNEL = FusedKernel(_schedule_free_rule, native=_native_rules.schedule_free)
 
 
 def _fused_step(ys: list[torch.Tensor], grads: list[torch.Tensor], zs: list[torch.Tensor],

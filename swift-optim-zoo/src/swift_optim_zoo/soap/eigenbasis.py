@@ -11,6 +11,9 @@ def project(tensor: torch.Tensor, bases: list[torch.Tensor | None], *, back: boo
     ``bases[i]`` is the eigenbasis of dimension ``i``, or ``None`` for a dimension left
     unrotated. Each dimension is contracted in turn and moved last, so the order comes back.
     """
+    if tensor.dim() == 2 and bases[0] is not None and bases[1] is not None:  # a matrix: two plain products
+        left, right = bases
+        return left @ tensor @ right.T if back else left.T @ tensor @ right
     for basis in bases:
         if basis is None:
             tensor = tensor.movedim(0, -1)
@@ -23,6 +26,10 @@ def accumulate_factors(grad: torch.Tensor, factors: list[torch.Tensor | None], b
     r"""``L_i <- beta L_i + (1 - beta) G_(i) G_(i)^T`` for each preconditioned dimension ``i``."""
     for dim, factor in enumerate(factors):
         if factor is None:
+            continue
+        if grad.dim() == 2:  # the product accumulated in place: no [d, d] temporary, one pass over the factor
+            side = grad if dim == 0 else grad.T
+            factor.addmm_(side, side.T, beta=beta, alpha=1 - beta)
             continue
         others = [d for d in range(grad.dim()) if d != dim]
         outer = torch.tensordot(grad, grad, dims=(others, others))
@@ -45,7 +52,14 @@ def refresh_eigenbasis(factor: torch.Tensor, basis: torch.Tensor) -> tuple[torch
     The columns are first sorted by the estimated eigenvalues ``diag(Q^T L Q)`` (descending); the
     caller permutes the second-moment estimate the same way along this dimension.
     """
-    estimated = torch.diagonal(basis.T @ factor @ basis)
+    product = factor @ basis  # one product serves both: diag(Q^T L Q) = column sums of Q * (L Q), and L Q[:, order]
+    estimated = (basis * product).sum(dim=0)
     order = torch.argsort(estimated, descending=True)
-    q, _ = torch.linalg.qr(factor @ basis[:, order])
+    q, _ = torch.linalg.qr(product[:, order])
     return q.contiguous(), order
+
+
+def rerotate(tensor: torch.Tensor, old_bases: list[torch.Tensor | None], new_bases: list[torch.Tensor | None]) -> None:
+    """``tensor`` (held in the eigenbasis ``old_bases``) moved in place into ``new_bases``: back with the
+    old bases, forward with the new ones (SOAP's first moment at an eigenbasis refresh)."""
+    tensor.copy_(project(project(tensor, old_bases, back=True), new_bases))
