@@ -176,6 +176,38 @@ def test_element_wise_methods_under_fsdp1_flat_parameters(case_id, ranks):
     assert not differing, f"{case_id} under FSDP1 flat parameters differs from one process: {differing}"
 
 
+def test_the_overrides_give_the_sharded_paths_work():
+    """The kwargs :data:`_fsdp_cases.OVERRIDES` sets make the comparisons above exercise what sharding changes:
+    ``adamw_8bit`` keeps 8-bit states for matrices whose quantisation blocks a 4-rank shard boundary cuts, and
+    ``muon_clip`` clips some heads and leaves others within 4 steps."""
+    from _fsdp_cases import build_optimizer, loss_at
+    from _tiny_lm import build_block_lm
+
+    from swift_zoo.optim import row_range
+
+    case = next(c for c in CASES if c.case_id.endswith(":adamw_8bit"))
+    model = build_block_lm()
+    optimizer = build_optimizer(case, model)
+    loss_at(model, 0).backward()
+    optimizer.step()
+    weight = model.blocks[0].q_proj.weight
+    assert "exp_avg_codes" in optimizer.state[weight], "q_proj's moments are not quantised"
+    starts = [row_range(weight.shape[0], WORLD_SIZE, rank)[0] * weight.shape[1] for rank in range(WORLD_SIZE)]
+    assert any(start % case.kwargs["block_size"] for start in starts), "no shard boundary cuts a block"
+
+    case = next(c for c in CASES if c.case_id.endswith(":muon_clip"))
+    model = build_block_lm()
+    optimizer = build_optimizer(case, model)
+    seen = []
+    for step in range(STEPS):
+        optimizer.zero_grad(set_to_none=True)
+        loss_at(model, step).backward()
+        optimizer.step()
+        seen += [float(x) for logits in optimizer.last_max_logits.values() for x in logits]
+    threshold = case.kwargs["qk_clip_threshold"]
+    assert min(seen) < threshold < max(seen), f"QK-clip: logits {seen} all on one side of {threshold}"
+
+
 def test_every_registered_optimizer_has_a_case():
     assert {e.qualified_name for e in swift_zoo.list_optimizers()} <= {c.name for c in CASES}
 
