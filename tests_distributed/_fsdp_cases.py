@@ -1,7 +1,7 @@
 """What each rank runs for the FSDP2 tests, and the single-process runs they are compared with.
 
 Every registered optimizer (the cases of :func:`_optim_cases.optimizer_cases`, built with the class's
-``example_kwargs()``) trains :class:`_tiny_lm.BlockLM` for :data:`STEPS` steps on the same batches on every
+``example_kwargs()``, a few with :data:`OVERRIDES`, plus the :data:`VARIANTS`) trains :class:`_tiny_lm.BlockLM` for :data:`STEPS` steps on the same batches on every
 rank, the model ``fully_shard``-ed per block and at the root over a 1-D mesh. FSDP2 averages the ranks'
 identical gradients; the tests check those gradients equal the single-process ones, so what remains is the
 optimizer's doing.
