@@ -1,7 +1,7 @@
 """What each rank runs for the FSDP2 tests, and the single-process runs they are compared with.
 
 Every registered optimizer (the cases of :func:`_optim_cases.optimizer_cases`, built with the class's
-``example_kwargs()``) trains :class:`_tiny_lm.BlockLM` for :data:`STEPS` steps on the same batches on every
+``example_kwargs()``, a few with :data:`OVERRIDES`, plus the :data:`VARIANTS`) trains :class:`_tiny_lm.BlockLM` for :data:`STEPS` steps on the same batches on every
 rank, the model ``fully_shard``-ed per block and at the root over a 1-D mesh. FSDP2 averages the ranks'
 identical gradients; the tests check those gradients equal the single-process ones, so what remains is the
 optimizer's doing.
@@ -35,10 +35,35 @@ STEPS = 4
 SAVE_AT = 2
 ROWS = 3
 
+#: kwargs on top of the example kwargs where those leave the sharded code path idle on this model: 8-bit states
+#: on the 144-element matrices (q/k projections, expert stacks) with quantisation blocks cut by shard boundaries,
+#: and a QK-clip threshold that some heads exceed at some steps (their logits here are 0.5-1.3)
+OVERRIDES: dict[str, dict[str, Any]] = {
+    "adamw_8bit": {"block_size": 16},
+    "muon_clip": {"qk_clip_threshold": 0.7},
+}
+#: extra cases: an option whose rule reads a whole-tensor sum (the cautious mask's count of kept elements), with the
+#: eager rule FSDP2 runs (fused=True compiles it on one process: its record says FSDP2 untested)
+VARIANTS: dict[str, dict[str, Any]] = {
+    "adamw": {"cautious": True, "fused": False},
+    "lion": {"cautious": True},
+}
+
 
 def fsdp_cases() -> list[OptimizerCase]:
-    """One case per registered optimizer (and its default-choices variant), no control."""
-    return [case for case in optimizer_cases() if case.name != CONTROL]
+    """One case per registered optimizer (and its default-choices variant), with :data:`OVERRIDES`, plus the
+    :data:`VARIANTS`; no control."""
+    cases = []
+    for case in optimizer_cases():
+        if case.name == CONTROL:
+            continue
+        short = case.name.rpartition(":")[2]
+        cases.append(dataclasses.replace(case, kwargs={**case.kwargs, **OVERRIDES.get(short, {})}))
+        if short in VARIANTS and case.case_id == case.name:
+            extra = VARIANTS[short]
+            suffix = ",".join(key for key, value in sorted(extra.items()) if value is True)
+            cases.append(dataclasses.replace(case, case_id=f"{case.name}+{suffix}", kwargs={**case.kwargs, **extra}))
+    return cases
 
 
 def loss_at(model: torch.nn.Module, step: int) -> torch.Tensor:
@@ -165,6 +190,14 @@ def is_elementwise(case: OptimizerCase) -> bool:
     return bool(getattr(swift_zoo.get_optimizer(case.name), "elementwise", False))
 
 
+def bitwise(case: OptimizerCase) -> bool:
+    """Whether the case's optimizer, built with its kwargs (an option may change it), promises bitwise one
+    process's parameters under FSDP2."""
+    from swift_zoo.optim import bitwise_under_fsdp2
+
+    return bitwise_under_fsdp2(swift_zoo.build_optimizer(case.name, torch.nn.Linear(2, 2), **case.kwargs))
+
+
 def without_weight_decay(case: OptimizerCase) -> OptimizerCase:
     """``case`` with ``weight_decay=0``: a flat parameter mixes norms, biases and matrices, so role-based
     weight-decay exclusion cannot apply to it; without decay the comparison is about the update rule."""
@@ -191,9 +224,13 @@ def fsdp1_run(case: OptimizerCase, mesh: Any) -> dict[str, Any]:
 
 
 def guarded(function: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """``function``'s result, or the error it raised (DCP's ``CheckpointException`` too, a ``BaseException`` that
+    every rank raises alike), so one optimizer's failure is its own test's and the spawn goes on."""
+    from torch.distributed.checkpoint.api import CheckpointException
+
     try:
         return function(*args, **kwargs)
-    except Exception:
+    except (Exception, CheckpointException):
         return {"error": traceback.format_exc()}
 
 

@@ -38,11 +38,16 @@ class TinyLM(nn.Module):
 
 
 class Block(nn.Module):
-    """RMSNorm, a causal single-head attention whose query/key are cut in ``num_heads`` blocks (Adam-mini's
-    head blocks), a gated MLP and a stack of 3 small experts (``experts``: role ``expert_stack``). Row counts
-    chosen for sharding: ``gate`` has 3 rows and ``experts`` 3 slices (fewer than 4 ranks: an empty shard),
-    ``q_proj``/``k_proj`` 12 rows in head blocks of 4 (on 4 ranks, 3 rows each: blocks straddle shards),
-    ``up_proj`` 18 rows."""
+    """RMSNorm, a causal attention of ``num_heads`` heads (query/key rows in head blocks: Adam-mini's blocks and
+    QK-clip's heads; the normed input split by heads serves as the values), a gated MLP and a stack of 3 small
+    experts (``experts``: role ``expert_stack``). Row counts chosen for sharding: ``gate`` has 3 rows and
+    ``experts`` 3 slices (fewer than 4 ranks: an empty shard), ``q_proj``/``k_proj`` 12 rows in head blocks of 4
+    (on 4 ranks, 3 rows each: heads straddle shards), ``up_proj`` 18 rows.
+
+    ``qk_logits_from_projections``: its logits are ``q_proj(x)`` against ``k_proj(x)`` per head, scaled by
+    ``head_dim ** -0.5``, causal -- what MuonClip's QK-clip records (:mod:`swift_optim_zoo.muon.qk_clip`)."""
+
+    qk_logits_from_projections = True
 
     def __init__(self, hidden: int = HIDDEN, num_heads: int = 3) -> None:
         super().__init__()
@@ -57,9 +62,10 @@ class Block(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         x = self.norm(h)
-        scores = self.q_proj(x) @ self.k_proj(x).mT / x.shape[-1] ** 0.5
+        q, k, v = (t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2) for t in (self.q_proj(x), self.k_proj(x), x))
+        scores = q @ k.mT / q.shape[-1] ** 0.5  # [B, heads, T, T]
         causal = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool, device=x.device).tril()
-        h = h + scores.masked_fill(~causal, float("-inf")).softmax(-1) @ x
+        h = h + (scores.masked_fill(~causal, float("-inf")).softmax(-1) @ v).transpose(1, 2).flatten(-2)
         mix = torch.sigmoid(self.gate(x)).mean(-1, keepdim=True)
         experts = torch.einsum("bth,ehk->btk", x, self.experts).repeat(1, 1, 3)
         return h + self.down_proj(torch.tanh(self.up_proj(x))) * mix + experts

@@ -7,8 +7,12 @@ checkpoint at the other size. This process trains the same on one process (no ``
 resumes the two-rank checkpoint there too, through ``dcp_to_torch_save`` and ``torch.load(weights_only=True)``.
 
 What each optimizer's spec declares for FSDP2 decides what is asserted: ``supported`` -- bitwise-equal
-parameters for element-wise methods (``cls.elementwise``), within :data:`RTOL` normwise per parameter for
-whole-matrix ones; ``refused`` -- the run raises ``UnsupportedShardingError``; ``untested`` -- skipped, saying so.
+parameters for element-wise methods (``swift_zoo.optim.bitwise_under_fsdp2``: ``cls.elementwise`` and no
+``cls.whole_tensor_sums``), within :data:`RTOL` normwise per parameter for whole-matrix ones and for element-wise
+ones whose whole-tensor sums are all-reduced (added in another order than one process adds them);
+``refused`` -- the run raises ``UnsupportedShardingError``; ``untested`` -- skipped, saying so. The cases are
+:func:`_fsdp_cases.fsdp_cases`: every registered optimizer with its example kwargs (a few overridden so the
+sharded code path has work on this model) and the cautious variants of ``adamw`` and ``lion``.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from _fsdp_cases import (
     EXCHANGE_ROWS,
     SAVE_AT,
     STEPS,
+    bitwise,
     case_dir,
     fsdp_cases,
+    is_elementwise,
     resume_single_process,
     single_process,
     without_weight_decay,
@@ -82,12 +88,11 @@ def _expect(case_id: str, result: dict, reference: dict, what: str) -> None:
         return
     if "error" in result:
         pytest.fail(f"{case_id} {what} raised:\n{result['error']}")
-    elementwise = bool(getattr(swift_zoo.get_optimizer(case.name), "elementwise", False))
     for key in ("params", "eval_params"):
         if key not in reference:
             continue
         got, want = result[key], reference[key]
-        if elementwise:
+        if bitwise(case):
             differing = sorted(n for n in want if not torch.equal(got[n], want[n]))
             assert not differing, f"{case_id} {what}: element-wise, expected bitwise-equal {key}; differ: {differing}"
         else:
@@ -141,14 +146,23 @@ def test_the_runs_are_long_enough_to_show_a_difference(references):
     assert STEPS > SAVE_AT
 
 
-@pytest.mark.parametrize("case_id", [c.case_id for c in CASES
-                                     if getattr(swift_zoo.get_optimizer(c.name), "elementwise", False)])
+@pytest.mark.parametrize("case_id", [c.case_id for c in CASES if is_elementwise(c)])
 def test_element_wise_methods_under_fsdp1_flat_parameters(case_id, ranks):
     """FSDP1 with ``use_orig_params=False`` on four ranks: the optimizer steps 1-D shards of flat parameters,
     with ``weight_decay=0`` (a flat parameter mixes norms and matrices: role-based decay exclusion cannot apply).
     Bitwise, except torch's fused CPU AdamW, whose scalar tail (the last ``numel % vector width`` elements of
-    each tensor it is given) rounds differently: within 1e-6 (``fused=False`` is bitwise: test_zero_partitions)."""
+    each tensor it is given) rounds differently: within 1e-6 (``fused=False`` is bitwise: test_zero_partitions).
+    What the record says decides: refused (whole-tensor sums cut by flat shards) -- the run raises; a record whose
+    note says it was "tested equal to one process" -- held to it; any other -- nothing claimed, skipped."""
     result = _result(ranks, ("fsdp1", case_id))
+    case, entry = _entry(case_id)
+    built = swift_zoo.build_optimizer(case.name, torch.nn.Linear(2, 2), **case.kwargs)
+    support = getattr(built, "distributed", entry.spec.distributed).fsdp1_flat  # an option may narrow it
+    if support.refused:
+        assert "UnsupportedShardingError" in result.get("error", ""), f"{case_id}: FSDP1 refused, but it ran"
+        return
+    if "tested equal to one process" not in support.how:
+        pytest.skip(f"{case.name} claims nothing under FSDP1 flat parameters ({support.status}: {support.how})")
     if "error" in result:
         pytest.fail(f"{case_id} under FSDP1 raised:\n{result['error']}")
     reference = single_process(without_weight_decay(_entry(case_id)[0]))
@@ -160,6 +174,38 @@ def test_element_wise_methods_under_fsdp1_flat_parameters(case_id, ranks):
         return
     differing = sorted(n for n in want if not torch.equal(got[n], want[n]))
     assert not differing, f"{case_id} under FSDP1 flat parameters differs from one process: {differing}"
+
+
+def test_the_overrides_give_the_sharded_paths_work():
+    """The kwargs :data:`_fsdp_cases.OVERRIDES` sets make the comparisons above exercise what sharding changes:
+    ``adamw_8bit`` keeps 8-bit states for matrices whose quantisation blocks a 4-rank shard boundary cuts, and
+    ``muon_clip`` clips some heads and leaves others within 4 steps."""
+    from _fsdp_cases import build_optimizer, loss_at
+    from _tiny_lm import build_block_lm
+
+    from swift_zoo.optim import row_range
+
+    case = next(c for c in CASES if c.case_id.endswith(":adamw_8bit"))
+    model = build_block_lm()
+    optimizer = build_optimizer(case, model)
+    loss_at(model, 0).backward()
+    optimizer.step()
+    weight = model.blocks[0].q_proj.weight
+    assert "exp_avg_codes" in optimizer.state[weight], "q_proj's moments are not quantised"
+    starts = [row_range(weight.shape[0], WORLD_SIZE, rank)[0] * weight.shape[1] for rank in range(WORLD_SIZE)]
+    assert any(start % case.kwargs["block_size"] for start in starts), "no shard boundary cuts a block"
+
+    case = next(c for c in CASES if c.case_id.endswith(":muon_clip"))
+    model = build_block_lm()
+    optimizer = build_optimizer(case, model)
+    seen = []
+    for step in range(STEPS):
+        optimizer.zero_grad(set_to_none=True)
+        loss_at(model, step).backward()
+        optimizer.step()
+        seen += [float(x) for logits in optimizer.last_max_logits.values() for x in logits]
+    threshold = case.kwargs["qk_clip_threshold"]
+    assert min(seen) < threshold < max(seen), f"QK-clip: logits {seen} all on one side of {threshold}"
 
 
 def test_every_registered_optimizer_has_a_case():

@@ -158,3 +158,30 @@ def test_quantised_step_count_and_bias_correction_use_the_per_parameter_step() -
     # first step of Adam moves every coordinate by exactly lr (m_hat / sqrt(v_hat) = sign(g)), even from 8 bits
     torch.testing.assert_close(p.detach(), torch.full((4096,), -1.0))
     assert opt.state[p]["step"] == 1 and not math.isnan(float(p[0]))
+
+
+@pytest.mark.parametrize(("rows", "cols", "world", "block"), [(13, 5, 4, 16), (12, 12, 4, 16), (3, 48, 4, 16),
+                                                            (12, 12, 2, 32)])
+def test_flat_shards_tile_the_whole_tensor_and_touch_their_blocks(rows: int, cols: int, world: int,
+                                                                  block: int) -> None:
+    """FSDP2 layout of the 8-bit state: each rank's flat range is its rows' elements, the ranges tile the tensor
+    in rank order, and the touched blocks are exactly those holding one of its elements (empty ranks: none)."""
+    from types import SimpleNamespace
+
+    from swift_optim_zoo.adamw_8bit._sharded import FlatShard
+
+    param = SimpleNamespace(shape=(rows, cols), numel=lambda: rows * cols,
+                            device_mesh=SimpleNamespace(size=lambda: world, get_local_rank=lambda: 0))
+    shards = [FlatShard.of(param, block, rank) for rank in range(world)]
+    assert [s.start for s in shards[1:]] == [s.stop for s in shards[:-1]] and shards[0].start == 0
+    assert shards[-1].stop == rows * cols
+    for shard in shards:
+        touched = sorted({i // block for i in range(shard.start, shard.stop)})
+        assert list(range(shard.first_block, shard.stop_block)) == touched
+        values = torch.arange(shard.start, shard.stop, dtype=torch.float32) + 1
+        padded = shard.padded(values, block).reshape(-1)
+        offset = shard.first_block * block
+        assert torch.equal(padded[shard.start - offset:shard.stop - offset], values)
+        assert int((padded != 0).sum()) == values.numel()
+        index = shard.block_index(block, torch.device("cpu"))
+        assert torch.equal(index + shard.first_block, torch.arange(shard.start, shard.stop) // block)

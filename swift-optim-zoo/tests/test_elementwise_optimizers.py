@@ -399,3 +399,32 @@ def test_cautious_option_passes_the_conformance_suite(name: str) -> None:
     report = check_optimizer(name, kwargs, on_fail="collect")
     failed = [(r.name, r.message) for r in report.results if r.status == "failed"]
     assert not failed, failed
+
+
+# ------------------------------------------------------------------ records under sharding
+@pytest.mark.parametrize("name", ["adamw", "lion", "adopt", "ademamix", "lamb", "mars"])
+@pytest.mark.parametrize("fused", [False, True])
+def test_cautious_narrows_the_distributed_record(name: str, fused: bool) -> None:
+    """The mask's count is a whole-tensor sum: flat partitions are refused (before any step: at construction),
+    FSDP2 stays supported with the eager rule; with fused=True FSDP2 runs eagerly where one process compiles, so
+    its record says untested."""
+    from swift_optim_zoo._catalogue._distributed import CAUTIOUS_COMPILED, TENSOR_SUMS
+
+    model = torch.nn.Linear(4, 3)
+    plain = swift_zoo.build_optimizer(name, model, lr=1e-2, fused=fused)
+    careful = swift_zoo.build_optimizer(name, model, lr=1e-2, fused=fused, cautious=True)
+    assert careful.distributed is (CAUTIOUS_COMPILED if fused else TENSOR_SUMS)
+    assert careful.distributed.zero1_2.refused and careful.distributed.fsdp1_flat.refused
+    assert careful.distributed.fsdp2.status == ("untested" if fused else "supported")
+    assert plain.distributed is type(plain).distributed  # the class's record when the option is off
+
+
+def test_whole_tensor_sums_decide_the_fsdp2_promise() -> None:
+    """Element-wise rules are held bitwise under FSDP2, those that all-reduce a float sum within a tolerance."""
+    from swift_optim_zoo.adamw import AdamW
+    from swift_optim_zoo.lion import Lion
+    from swift_zoo.optim import bitwise_under_fsdp2
+
+    assert bitwise_under_fsdp2(Lion) and bitwise_under_fsdp2(AdamW) and bitwise_under_fsdp2(ADOPT)
+    assert not any(bitwise_under_fsdp2(cls) for cls in (LAMB, StableAdamW, MARS, Prodigy))
+    assert not bitwise_under_fsdp2(CAME)  # a statistics method: never bitwise

@@ -159,3 +159,18 @@ def test_scion_group_lmo_override_and_refusals() -> None:
         Scion([p], lmo="frobenius")
     with pytest.raises(swift_zoo.ConfigError, match=r"optimizer 'scion': momentum must be in \(0.0, 1.0\]"):
         Scion([p], momentum=0.0)
+
+
+@pytest.mark.parametrize(("name", "shape"), [("sign", (6, 5)), ("sign", (7,)), ("sign", (3, 4, 2)), ("row", (6, 5)),
+                                             ("row", (3, 4, 2)), ("col", (6, 5)), ("spectral", (6, 5)),
+                                             ("col", (3, 4, 2)), ("row", (7,)), ("bias_rms", (6, 5)),
+                                             ("bias_rms", (7,))])
+def test_row_local_oracles_compute_each_row_from_that_row(name: str, shape: tuple[int, ...]) -> None:
+    """What FSDP2 relies on: a row-local oracle on a block of rows gives those rows of the oracle on the whole
+    tensor; the others do not (so they run whole, on an owner rank)."""
+    from swift_optim_zoo.scion.lmo import LMOS, is_row_local
+
+    d = torch.randn(shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    whole = LMOS[name](d, ns_steps=5, ns_dtype=torch.float64)
+    rows = LMOS[name](d[2:5], ns_steps=5, ns_dtype=torch.float64)
+    assert torch.allclose(whole[2:5], rows, rtol=1e-12, atol=1e-12) is is_row_local(name, len(shape))

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from swift_optim_zoo._catalogue._distributed import ELEMENT_WISE
+from swift_optim_zoo._catalogue._distributed import CAUTIOUS_COMPILED, ELEMENT_WISE, TENSOR_SUMS
 from swift_optim_zoo._fused import FusedKernel, alias, can_alias
 from swift_optim_zoo._stepping import stepped_params
 from swift_zoo import DistributedCapability
@@ -76,6 +76,17 @@ def cautious_mask(update: torch.Tensor, grad: torch.Tensor, sums: ShardSums | No
     return mask * (whole_numel(mask, sums) / (count + 1))
 
 
+def narrow_for_cautious(optimizer: ZooOptimizer, param_group: Mapping[str, Any]) -> None:
+    """A group stepping with ``cautious=True`` (its own flag, else the optimizer's default) needs the mask's
+    whole-tensor count, which flat partitions (ZeRO, FSDP1 ``use_orig_params=False``) would cut: the optimizer's
+    record becomes :data:`~swift_optim_zoo._catalogue._distributed.TENSOR_SUMS` (refused there, FSDP2 kept), or
+    with ``fused=True`` :data:`~swift_optim_zoo._catalogue._distributed.CAUTIOUS_COMPILED` (FSDP2 runs the rule
+    eagerly, one process compiled: untested). Call it before the group is added, so refusals hold at construction."""
+    if param_group.get("cautious", optimizer.defaults.get("cautious", False)):
+        fused = param_group.get("fused", optimizer.defaults.get("fused", False))
+        optimizer.distributed = CAUTIOUS_COMPILED if fused else TENSOR_SUMS
+
+
 class ElementwiseOptimizer(ZooOptimizer):
     """Base of the per-tensor optimizers (see the module docstring for what a subclass declares)."""
 
@@ -105,6 +116,10 @@ class ElementwiseOptimizer(ZooOptimizer):
     def example_kwargs(cls) -> dict[str, Any]:
         """An lr fit for the conformance suite's small problems."""
         return {"lr": 1e-2}
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        narrow_for_cautious(self, param_group)
+        super().add_param_group(param_group)
 
     # ----------------------------------------------------------------- the step
     def _step(self) -> None:

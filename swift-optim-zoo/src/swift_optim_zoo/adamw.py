@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from swift_optim_zoo._catalogue._distributed import TENSOR_SUMS, TORCH_ADAMW
+from swift_optim_zoo._catalogue._distributed import CAUTIOUS_COMPILED, TENSOR_SUMS, TORCH_ADAMW
 from swift_optim_zoo._cautious_rules import cautious_adamw_step
 from swift_optim_zoo._inner_adamw import inner_adamw_step
 from swift_zoo import ConfigError
@@ -81,7 +81,7 @@ class AdamW(ZooOptimizer, torch.optim.AdamW):
         if fused is None:
             fused = _fused_supported(params)
         if cautious:  # the kept-count is a whole-tensor sum: flat partitions (ZeRO, FSDP1) would cut it
-            self.distributed = TENSOR_SUMS
+            self.distributed = CAUTIOUS_COMPILED if fused else TENSOR_SUMS  # FSDP2 runs the rule eagerly
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, fused=fused or None)
         self.defaults["cautious"] = cautious

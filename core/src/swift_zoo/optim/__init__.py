@@ -18,6 +18,7 @@ from swift_zoo.optim._base import (
     UntestedShardingWarning,
     ZooOptimizer,
     all_finite,
+    bitwise_under_fsdp2,
 )
 from swift_zoo.optim._contract import declared_state_bytes, group_role, measure_state_bytes
 from swift_zoo.optim._sharding import (
@@ -47,6 +48,7 @@ __all__ = [
     "ZooOptimizer",
     "all_finite",
     "as_row_sharded",
+    "bitwise_under_fsdp2",
     "communication_ledger",
     "declared_state_bytes",
     "dtensor_layout_problem",

@@ -79,6 +79,11 @@ class ZooOptimizer(torch.optim.Optimizer):
     * ``elementwise`` -- ``True`` when the update of each element depends only on that element's gradient and
       state (plus scalars), so any DTensor layout works on local shards. ``False`` (default): the method needs
       whole matrices, and FSDP2 parameters must be ``Shard(0)`` on a 1-D mesh.
+    * ``whole_tensor_sums`` -- ``True`` for an element-wise rule that also reads sums over a whole tensor (a
+      norm, an RMS, Prodigy's distance estimate). Under FSDP2 those come from an all-reduce of the ranks' partial
+      sums: one process's sums added in another order, so the parameters equal one process's within a tolerance,
+      not bitwise (:func:`bitwise_under_fsdp2`). A count of 0/1 values (the cautious mask's) is exact and needs
+      no flag.
     * ``sharded_state_keys`` -- for parameters computed on an owner rank (below), the state keys that stay
       sharded like the parameter (element-wise state such as Muon's momentum); every other state tensor of such
       a parameter is owner-held.
@@ -114,6 +119,7 @@ class ZooOptimizer(torch.optim.Optimizer):
     name: ClassVar[str] = ""
     distributed: ClassVar[DistributedCapability] = DistributedCapability()
     elementwise: ClassVar[bool] = False
+    whole_tensor_sums: ClassVar[bool] = False
     sharded_state_keys: ClassVar[frozenset[str]] = frozenset()
 
     skipped_steps: int = 0
@@ -312,6 +318,13 @@ class ZooOptimizer(torch.optim.Optimizer):
                     "It was probably saved by another optimizer kind."
                 )
                 raise OptimizerStateError(message)
+
+
+def bitwise_under_fsdp2(optimizer: Any) -> bool:
+    """Whether an optimizer (class or instance) promises bitwise one process's parameters under FSDP2: an
+    element-wise rule (``elementwise``) without whole-tensor sums (``whole_tensor_sums``). Every other supported
+    method promises agreement within a tolerance (the tests use 1e-6 normwise per parameter)."""
+    return bool(getattr(optimizer, "elementwise", False)) and not bool(getattr(optimizer, "whole_tensor_sums", False))
 
 
 def _agree_across_ranks(finite: bool, meshes: Iterable[Any]) -> bool:

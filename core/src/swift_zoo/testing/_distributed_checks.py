@@ -5,8 +5,9 @@
   ``swift-zoo info`` and ``docs/distributed.md`` show).
 * :func:`check_fsdp2_equivalence` -- an optimizer whose record says FSDP2 ``supported`` is held to it: two gloo
   processes train the suite's tiny LM under ``fully_shard`` (the block and the root) on the same batches and
-  must end with one process's parameters -- bitwise for an element-wise optimizer (``elementwise = True``),
-  within :data:`FSDP2_RTOL` normwise per parameter otherwise. Skipped, saying why, when the record does not
+  must end with one process's parameters -- bitwise for an element-wise optimizer (``elementwise = True``)
+  without whole-tensor sums (:func:`~swift_zoo.optim.bitwise_under_fsdp2`), within :data:`FSDP2_RTOL` normwise
+  per parameter otherwise. Skipped, saying why, when the record does not
   claim FSDP2 support or gloo is missing.
 """
 
@@ -126,7 +127,8 @@ def check_fsdp2_equivalence(optimizer: Any, optimizer_kwargs: Mapping[str, Any] 
     if support is None or not support.supported:
         status = "no record" if support is None else repr(support.status)
         raise CheckSkipped(f"declares FSDP2 {status}: only declared support is held to one process's result")
-    built = getattr(subject.build(torch.nn.Linear(4, 4)), "distributed", record)
+    instance = subject.build(torch.nn.Linear(4, 4))
+    built = getattr(instance, "distributed", record)
     if not built.fsdp2.supported:  # an option can narrow the record (adamw's cautious=True needs whole-tensor sums)
         message = (f"built with {dict(subject.kwargs)}, the optimizer declares FSDP2 {built.fsdp2.status!r}: only "
                    "declared support is held to one process's result")
@@ -152,14 +154,15 @@ def check_fsdp2_equivalence(optimizer: Any, optimizer_kwargs: Mapping[str, Any] 
     if wrong_grads:
         message = f"expected FSDP2's first gradients to equal one process's, found {wrong_grads} differ (not the optimizer)"
         raise ConformanceError(name, subject.label, message)
-    elementwise = bool(getattr(subject.cls, "elementwise", False))
+    from swift_zoo.optim import bitwise_under_fsdp2
+
     got = ranked["params"]
-    if elementwise:
+    if bitwise_under_fsdp2(instance):
         differing = sorted(n for n in reference if not torch.equal(got[n], reference[n]))
         if differing:
             message = (
                 f"expected bitwise one process's parameters after {FSDP2_STEPS} steps on {FSDP2_WORLD_SIZE} FSDP2 "
-                f"ranks (the class says elementwise = True), found {differing} differ"
+                f"ranks (the optimizer says elementwise = True and no whole_tensor_sums), found {differing} differ"
             )
             raise ConformanceError(name, subject.label, message)
         return f"{FSDP2_WORLD_SIZE} FSDP2 ranks, {FSDP2_STEPS} steps: bitwise one process's parameters"

@@ -5,16 +5,19 @@ one process there (``docs/distributed.md`` is generated from these records and n
 
 * DDP: every optimizer, two gloo ranks, bit-identical replicas (``test_ddp_optimizers.py``);
 * FSDP2: every optimizer on two and four ranks equal to one process -- bitwise for element-wise methods,
-  within 1e-6 normwise per parameter for whole-matrix ones -- and resumed from ``torch.distributed.checkpoint``
-  at another world size (``test_fsdp_optimizers.py``);
+  within 1e-6 normwise per parameter for whole-matrix ones and for element-wise ones with whole-tensor sums
+  (``swift_zoo.optim.bitwise_under_fsdp2``) -- and resumed from ``torch.distributed.checkpoint`` at another
+  world size (``test_fsdp_optimizers.py``);
 * ZeRO-1/2 and ZeRO-3: element-wise methods on DeepSpeed-style flat fp32 partitions, simulated in one process
   (DeepSpeed is not installed here: ``test_zero_partitions.py``); whole-matrix methods refuse them.
 
 ``ELEMENT_WISE`` serves methods whose update of each element needs only that element's gradient and state
 (``TORCH_ADAMW`` the two built on torch's AdamW kernels); ``WHOLE_MATRIX`` methods that compute each matrix
-whole on an owner rank (Newton-Schulz, projections, eigenbases); ``ROW_STATISTICS`` methods that need only
-sums over a matrix's rows, columns or blocks. A new whole-matrix optimizer takes ``WHOLE_MATRIX_UNSHARDED``
-until it computes on owner ranks (``swift_zoo.optim.MatrixOwners``) and the FSDP2 tests pass for it.
+whole on an owner rank (Newton-Schulz, projections, eigenbases, Kronecker factors); ``ROW_STATISTICS`` (and
+``CAME``) methods that need only sums over a matrix's rows, columns or blocks; ``TENSOR_SUMS`` element-wise
+methods with a whole-tensor sum; ``BLOCKWISE`` the 8-bit AdamW. A new whole-matrix optimizer takes
+``WHOLE_MATRIX_UNSHARDED`` until it computes on owner ranks (``swift_zoo.optim.MatrixOwners``) and the FSDP2
+tests pass for it.
 """
 
 from __future__ import annotations
@@ -93,7 +96,24 @@ _PARTITIONS_MIX_TENSORS = (
 #: element-wise methods with a per-tensor statistic (LAMB, StableAdamW, MARS, Prodigy, the cautious mask)
 TENSOR_SUMS = DistributedCapability(
     ddp=DDP_TESTED,
-    fsdp2=Support("untested", "element-wise on the local shards, each whole-tensor sum all-reduced over the mesh"),
+    fsdp2=Support("supported", (
+        "element-wise on each rank's rows; each whole-tensor sum (LAMB's norms, StableAdamW's RMS, MARS' "
+        "correction norm, Prodigy's two sums for d) is all-reduced from the ranks' partial sums: one process's sum "
+        "added in another order, so within 1e-6 normwise of one process, not bitwise; the cautious mask's count of "
+        f"kept elements is an exact sum: bitwise (adamw, lion, adopt, ademamix with cautious=True); {_FSDP2_TESTED}")),
+    zero1_2=Support("refused", _PARTITIONS_MIX_TENSORS),
+    zero3=Support("refused", _PARTITIONS_MIX_TENSORS),
+    fsdp1_flat=Support("refused", _PARTITIONS_MIX_TENSORS),
+)
+
+#: cautious=True with fused=True: FSDP2 runs the rule eagerly, one process compiled; the mask's sign test can flip
+CAUTIOUS_COMPILED = DistributedCapability(
+    ddp=DDP_TESTED,
+    fsdp2=Support("untested", (
+        "cautious=True with fused=True: under FSDP2 the rule runs eagerly on each rank's rows (its mask count is "
+        "all-reduced), while one process runs it compiled; the two round differently, and an element whose "
+        "update x gradient rounds across 0 is kept by one and masked by the other, so no equality is claimed; with "
+        "fused=False the FSDP2 run is tested equal to one process")),
     zero1_2=Support("refused", _PARTITIONS_MIX_TENSORS),
     zero3=Support("refused", _PARTITIONS_MIX_TENSORS),
     fsdp1_flat=Support("refused", _PARTITIONS_MIX_TENSORS),
@@ -102,8 +122,13 @@ TENSOR_SUMS = DistributedCapability(
 #: block-wise quantised states (adamw_8bit): blocks of 256 consecutive elements of each rank's local tensor
 BLOCKWISE = DistributedCapability(
     ddp=DDP_TESTED,
-    fsdp2=Support("untested", "quantisation blocks on each rank's local shard: the blocks of one process wherever a "
-                              "shard holds whole blocks (rows of a multiple of 256 elements)"),
+    fsdp2=Support("supported", (
+        "the whole tensor's quantisation blocks (and its choice of which tensors are quantised): each rank "
+        "dequantises, steps and requantises its own elements; a block cut by a shard boundary takes its absmax "
+        "from an exact max over the ranks holding part of it (one all_gather of 4 numbers per quantised tensor and "
+        "rank per step); bitwise equal to one process; checkpoints hold the codes as Shard(0) DTensors in the "
+        f"parameter's shape and the absmax whole; {_FSDP2_TESTED}; with bf16_stochastic_rounding each rank draws "
+        "its own random bits, so the rounding is not one process's")),
     zero1_2=Support("untested", "quantisation blocks on the flat partitions"),
     zero3=Support("untested", "quantisation blocks on the partitions"),
     fsdp1_flat=Support("untested", "quantisation blocks on the flat shards"),
@@ -112,8 +137,10 @@ BLOCKWISE = DistributedCapability(
 #: MuonClip: Muon's whole-matrix step plus QK-clip, which rescales rows of each head of the q/k projections
 MUON_CLIP = DistributedCapability(
     ddp=DDP_TESTED,
-    fsdp2=Support("refused", "QK-clip rescales the rows of each attention head of the q/k projections, which needs "
-                             "whole projections on every rank; use DDP, or muon / normuon under FSDP2"),
+    fsdp2=Support("supported", (
+        "Muon's owner compute; QK-clip's per-head maximum logits (each rank's own batch) are all-reduced with MAX "
+        "over the mesh, so every rank clips the same heads, and each rank scales its own rows of the q/k "
+        f"projections (a head may straddle ranks); within 1e-6 of one process; {_FSDP2_TESTED}")),
     zero1_2=Support("refused", _WHOLE_MATRIX_ONLY),
     zero3=Support("refused", _WHOLE_MATRIX_ONLY),
     fsdp1_flat=Support("refused", _WHOLE_MATRIX_ONLY),
@@ -133,3 +160,16 @@ ROW_STATISTICS = DistributedCapability(
 #: Adafactor (factored second moment: row and column means) and Adam-mini (per-block means)
 ADAFACTOR = ROW_STATISTICS
 ADAM_MINI = ROW_STATISTICS
+
+#: CAME: Adafactor's factored second moment plus a factored confidence, both from partial sums
+CAME = DistributedCapability(
+    ddp=DDP_TESTED,
+    fsdp2=Support("supported", (
+        "row and column statistics of the second moment and of the confidence from three all-reduces of the ranks' "
+        "partial sums per step for all parameters together (O(rows + columns) words per matrix, no matrix moves); "
+        f"element-wise state and row statistics sharded like the parameter; within 1e-6 of one process; "
+        f"{_FSDP2_TESTED}")),
+    zero1_2=Support("refused", _WHOLE_MATRIX_ONLY),
+    zero3=Support("refused", _WHOLE_MATRIX_ONLY),
+    fsdp1_flat=Support("refused", _WHOLE_MATRIX_ONLY),
+)

@@ -1,6 +1,6 @@
 """CAME."""
 
-from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX_UNSHARDED
+from swift_optim_zoo._catalogue._distributed import CAME
 from swift_zoo import OptimizerSpec
 
 OPTIMIZERS = [
@@ -11,6 +11,6 @@ OPTIMIZERS = [
         reference="arXiv:2307.02047",
         state_bytes="matrices: 1 word (exp_avg, float32) + 2(m+n) floats; vectors: 2 words (float32)",
         roles=("all",),
-        distributed=WHOLE_MATRIX_UNSHARDED,
+        distributed=CAME,
     ),
 ]

@@ -1,6 +1,6 @@
 """PSGD Kron: a Kronecker-factored preconditioner fitted online."""
 
-from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX_UNSHARDED
+from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX
 from swift_zoo import OptimizerSpec
 
 OPTIMIZERS = [
@@ -12,6 +12,6 @@ OPTIMIZERS = [
         reference="arXiv:1512.04202",
         state_bytes="1 word (momentum) + 4 bytes x (sum of d_i^2 over dense dimensions + d_i over diagonal ones)",
         roles=("all",),
-        distributed=WHOLE_MATRIX_UNSHARDED,
+        distributed=WHOLE_MATRIX,
     ),
 ]

@@ -1,6 +1,6 @@
 """Muon's variants: NorMuon, AdaMuon, MuonClip."""
 
-from swift_optim_zoo._catalogue._distributed import MUON_CLIP, WHOLE_MATRIX_UNSHARDED
+from swift_optim_zoo._catalogue._distributed import MUON_CLIP, WHOLE_MATRIX
 from swift_zoo import OptimizerSpec
 
 OPTIMIZERS = [
@@ -11,7 +11,7 @@ OPTIMIZERS = [
         reference="arXiv:2510.05491",
         state_bytes="hidden matrices: 1 word (momentum) + 4 bytes per row; other params: AdamW's 2 words + step",
         roles=("hidden_matrix", "expert_stack"),
-        distributed=WHOLE_MATRIX_UNSHARDED,
+        distributed=WHOLE_MATRIX,
     ),
     OptimizerSpec(
         "adamuon",
@@ -20,7 +20,7 @@ OPTIMIZERS = [
         reference="arXiv:2507.11005",
         state_bytes="hidden matrices: 1 word (momentum) + 4 bytes (float32 second moment); others: AdamW's",
         roles=("hidden_matrix", "expert_stack"),
-        distributed=WHOLE_MATRIX_UNSHARDED,
+        distributed=WHOLE_MATRIX,
     ),
     OptimizerSpec(
         "muon_clip",

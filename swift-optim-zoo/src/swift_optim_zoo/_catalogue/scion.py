@@ -1,6 +1,6 @@
 """Scion: per-layer linear minimisation oracles."""
 
-from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX_UNSHARDED
+from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX
 from swift_zoo import OptimizerSpec
 
 OPTIMIZERS = [
@@ -12,6 +12,6 @@ OPTIMIZERS = [
         reference="arXiv:2502.07529",
         state_bytes="1 word (d, parameter dtype)",
         roles=("all",),
-        distributed=WHOLE_MATRIX_UNSHARDED,
+        distributed=WHOLE_MATRIX,
     ),
 ]

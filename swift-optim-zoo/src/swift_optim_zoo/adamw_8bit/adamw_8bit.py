@@ -13,11 +13,13 @@ from swift_optim_zoo._catalogue._distributed import BLOCKWISE
 from swift_optim_zoo._elementwise import ShardSums
 from swift_optim_zoo._fused import FusedKernel, alias, can_alias, check_fused
 from swift_optim_zoo._stepping import stepped_params
+from swift_optim_zoo.adamw_8bit._sharded import export_state, import_state, new_quantized_state, sharded_8bit_step
 from swift_optim_zoo.adamw_8bit.quantization import dequantize_blockwise, dynamic_map, midpoints, quantize_blockwise
 from swift_zoo import DistributedCapability
 from swift_zoo.optim import (
     ZooOptimizer,
     is_dtensor,
+    is_row_sharded,
     local_tensor,
     require_betas,
     require_bool,
@@ -91,9 +93,15 @@ class AdamW8bit(ZooOptimizer):
     unsigned for :math:`v`) with one float32 absmax per block of ``block_size`` elements
     (:mod:`~swift_optim_zoo.adamw_8bit.quantization`): 2 bytes per element plus ``8 / block_size``. Each step
     dequantises, updates, steps the parameter with the unrounded new moments, then requantises (nearest code), as
-    bitsandbytes' and torchao's ``AdamW8bit``. Tensors with fewer than ``min_8bit_size`` elements, or whose local
-    size is not a multiple of ``block_size``, keep the moments unquantised in the parameter's dtype (torchao's rule;
+    bitsandbytes' and torchao's ``AdamW8bit``. Tensors with fewer than ``min_8bit_size`` elements, or whose size is
+    not a multiple of ``block_size``, keep the moments unquantised in the parameter's dtype (torchao's rule;
     bitsandbytes uses the same 4096 threshold).
+
+    Under FSDP2 the blocks and that choice are the whole tensor's, wherever the shard boundaries fall: each rank
+    steps and requantises its own elements, and a block cut by a boundary gets its absmax from an exact max over
+    the ranks holding part of it (:mod:`~swift_optim_zoo.adamw_8bit._sharded`), so the step is bitwise one
+    process's; checkpoints hold the codes in the parameter's shape (``Shard(0)``) and the absmax whole, and load at
+    any world size.
 
     Written in torch ops: it runs on CPU and CUDA alike. ``fused=True`` compiles the rule into one pass over each
     tensor (:mod:`swift_optim_zoo._fused`), which is what keeps the 8-bit step within 2x of fused AdamW on a CPU.
@@ -142,7 +150,8 @@ class AdamW8bit(ZooOptimizer):
 
     # ------------------------------------------------------------------ state
     def _quantized(self, param: torch.Tensor, group: Mapping[str, Any]) -> bool:
-        numel = local_tensor(param).numel()
+        """Whether ``param`` keeps 8-bit moments: decided on the whole tensor (also when it is sharded)."""
+        numel = param.numel()
         return numel >= group["min_8bit_size"] and numel % group["block_size"] == 0
 
     def state_bytes_for(self, param: torch.Tensor, group: Mapping[str, Any]) -> int:
@@ -154,16 +163,27 @@ class AdamW8bit(ZooOptimizer):
 
     def _new_state(self, param: torch.Tensor, group: Mapping[str, Any]) -> dict[str, Any]:
         local = local_tensor(param)
-        if not self._quantized(param, group):
-            return {"exp_avg": torch.zeros_like(local), "exp_avg_sq": torch.zeros_like(local)}
+        if not self._quantized(param, group):  # sharded like the parameter (a DTensor under FSDP2)
+            return {"exp_avg": torch.zeros_like(param), "exp_avg_sq": torch.zeros_like(param)}
+        zero = int(torch.searchsorted(self._maps(local.device)[0], torch.tensor(0.0, device=local.device)))
+        if is_row_sharded(param):
+            return new_quantized_state(param, group["block_size"], zero)
         blocks = local.numel() // group["block_size"]
         state: dict[str, Any] = {}
         for key in ("exp_avg", "exp_avg_sq"):
             state[f"{key}_codes"] = torch.zeros(local.numel(), dtype=torch.uint8, device=local.device)
             state[f"{key}_absmax"] = torch.zeros(blocks, dtype=torch.float32, device=local.device)
-        zero = int(torch.searchsorted(self._maps(local.device)[0], torch.tensor(0.0, device=local.device)))
         state["exp_avg_codes"].fill_(zero)  # code of 0 in the signed map (0 is code 0 of the unsigned one)
         return state
+
+    # ------------------------------------------------------------------ state dict
+    def state_dict(self) -> dict[str, Any]:
+        """Under FSDP2 the codes are exported as ``Shard(0)`` DTensors in the parameter's shape and the absmax
+        whole, so a checkpoint loads at any world size (:mod:`swift_optim_zoo.adamw_8bit._sharded`)."""
+        return export_state(self, super().state_dict())
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(import_state(self, state_dict))
 
     def _maps(self, device: torch.device) -> tuple[torch.Tensor, ...]:
         if device not in self._tables:
@@ -173,6 +193,7 @@ class AdamW8bit(ZooOptimizer):
 
     # ------------------------------------------------------------------- step
     def _step(self) -> None:
+        sharded = []
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             for param, state in stepped_params(self, group, lambda p, g=group: self._new_state(p, g)):
@@ -180,14 +201,19 @@ class AdamW8bit(ZooOptimizer):
                 hyper = (group["lr"], beta1, beta2, group["eps"], group["weight_decay"], 1 - beta1**step,
                          math.sqrt(1 - beta2**step))
                 rounding = group["bf16_stochastic_rounding"] and param.dtype == torch.bfloat16
+                if "exp_avg_codes" in state and is_row_sharded(param):
+                    sharded.append((param, state, group, hyper, rounding))
+                    continue
                 self._apply(local_tensor(param), local_tensor(param.grad), state, group, hyper, rounding,
                             sharded=is_dtensor(param))
+        if sharded:  # FSDP2: the whole tensors' blocks, cut by shard boundaries
+            sharded_8bit_step(sharded, self._maps)
 
     def _apply(self, param: torch.Tensor, grad: torch.Tensor, state: dict[str, Any], group: Mapping[str, Any],
                hyper: tuple[float, ...], rounding: bool, *, sharded: bool) -> None:
         fused = bool(group["fused"]) and not sharded and can_alias(param, grad)
         if "exp_avg" in state:
-            tensors = (param, grad, state["exp_avg"], state["exp_avg_sq"])
+            tensors = (param, grad, local_tensor(state["exp_avg"]), local_tensor(state["exp_avg_sq"]))
             if fused and can_alias(*tensors[2:]):
                 ADAMW_FULL_KERNEL(*(alias(t) for t in tensors), scalars=hyper, owner=self.name,
                                   stochastic_round=rounding)

@@ -55,8 +55,9 @@ class AdEMAMix(ElementwiseOptimizer):
     ``warmup_steps`` (the paper's :math:`T_{\alpha,\beta_3}`), :math:`\alpha` grows linearly from 0 and
     :math:`\beta_3` by the paper's half-life schedule from :math:`\beta_1` to its value, over that many steps.
     ``cautious=True`` masks the update where its sign disagrees with :math:`g` (rescaled, arXiv:2411.16085; the
-    whole update, as heavyball's ``caution``; pytorch_optimizer masks only :math:`m_1`). ``fused=True`` compiles
-    the per-tensor rule.
+    whole update, as heavyball's ``caution``; pytorch_optimizer masks only :math:`m_1`); its count of kept elements
+    is a whole-tensor sum, so ZeRO / FSDP1 flat partitions, which would cut it, are refused with it (FSDP2
+    all-reduces it exactly: with ``fused=False``, bitwise one process's). ``fused=True`` compiles the per-tensor rule.
 
     Defaults (the paper's): ``lr=1e-3, betas=(0.9, 0.999, 0.9999), alpha=5, eps=1e-8, weight_decay=0,
     warmup_steps=None``. State: ``exp_avg``, ``exp_avg_slow``, ``exp_avg_sq`` (parameter dtype), ``step``.

@@ -43,6 +43,8 @@ class ADOPT(ElementwiseOptimizer):
     the first steps; ``clip_exponent=None`` turns it off). Weight decay is L2 (added to ``g``) as in the paper's
     code, or decoupled (``decoupled_weight_decay=True``: :math:`\theta \leftarrow \theta(1-\eta\lambda)`).
     ``cautious=True`` masks :math:`m` where its sign disagrees with :math:`g` (rescaled, arXiv:2411.16085).
+    Its count of kept elements is a whole-tensor sum: ZeRO / FSDP1 flat partitions, which would cut it, are
+    refused with it (FSDP2 all-reduces it exactly: with ``fused=False``, bitwise one process's).
     ``fused=True`` compiles the per-tensor rule (:mod:`swift_optim_zoo._elementwise`).
 
     Defaults (the paper's): ``lr=1e-3, betas=(0.9, 0.9999), eps=1e-6, weight_decay=0``. State: ``exp_avg``,

@@ -7,46 +7,12 @@ from typing import Any, ClassVar
 
 import torch
 
-from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX_UNSHARDED
+from swift_optim_zoo._catalogue._distributed import CAME as CAME_RECORD
 from swift_optim_zoo._stepping import stepped_params
+from swift_optim_zoo.came._rule import came_update
+from swift_optim_zoo.came._sharded import init_sharded_state, sharded_came_step
 from swift_zoo import ConfigError, DistributedCapability
-from swift_zoo.optim import ZooOptimizer, require_betas, require_non_negative, require_positive
-
-
-def factored_rsqrt(row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
-    r"""Adafactor's rank-1 estimate :math:`(R C^\top / \mathrm{sum}(R))^{-1/2}` from row and column means
-    (``[..., m]``, ``[..., n]``), as ``[..., m, n]``."""
-    row_factor = (row / row.mean(dim=-1, keepdim=True)).rsqrt().unsqueeze(-1)
-    return row_factor * col.unsqueeze(-2).rsqrt()
-
-
-def came_update(param: torch.Tensor, grad: torch.Tensor, state: dict[str, Any], group: Mapping[str, Any]) -> None:
-    """One CAME step on one whole tensor (a pure function of full matrices and their state)."""
-    beta1, beta2, beta3 = group["betas"]
-    eps1, eps2 = group["eps"]
-    grad = grad.float() if grad.dtype in (torch.bfloat16, torch.float16) else grad
-    squared = grad * grad + eps1
-    if "exp_avg_sq_row" in state:
-        state["exp_avg_sq_row"].mul_(beta2).add_(squared.mean(dim=-1), alpha=1 - beta2)
-        state["exp_avg_sq_col"].mul_(beta2).add_(squared.mean(dim=-2), alpha=1 - beta2)
-        update = factored_rsqrt(state["exp_avg_sq_row"], state["exp_avg_sq_col"]).mul_(grad)
-    else:
-        state["exp_avg_sq"].mul_(beta2).add_(squared, alpha=1 - beta2)
-        update = state["exp_avg_sq"].rsqrt().mul_(grad)
-    rms = update.square().mean().sqrt()
-    update.div_((rms / group["clip_threshold"]).clamp(min=1.0))
-    exp_avg = state["exp_avg"]
-    exp_avg.mul_(beta1).add_(update, alpha=1 - beta1)
-    if "exp_avg_res_row" in state:
-        residual = (update - exp_avg).square_().add_(eps2)
-        state["exp_avg_res_row"].mul_(beta3).add_(residual.mean(dim=-1), alpha=1 - beta3)
-        state["exp_avg_res_col"].mul_(beta3).add_(residual.mean(dim=-2), alpha=1 - beta3)
-        update = factored_rsqrt(state["exp_avg_res_row"], state["exp_avg_res_col"]).mul_(exp_avg)
-    else:
-        update = exp_avg
-    if group["weight_decay"] != 0:
-        param.mul_(1 - group["lr"] * group["weight_decay"])
-    param.sub_(update.to(param.dtype), alpha=group["lr"])
+from swift_zoo.optim import ZooOptimizer, is_row_sharded, require_betas, require_non_negative, require_positive
 
 
 class CAME(ZooOptimizer):
@@ -63,9 +29,11 @@ class CAME(ZooOptimizer):
 
     (Algorithm 1 of arXiv:2307.02047; the factored estimate is Adafactor's :math:`R C^\top/\mathrm{sum}(R)` from
     row and column means). Tensors of fewer than 2 dimensions keep an unfactored :math:`v` and take :math:`m`
-    itself as the update, as the official code. The statistics need whole matrices: under FSDP2 the step runs on
-    each matrix's owner rank (the zoo's owner-compute machinery); ZeRO and FSDP1 flat parameters are refused.
-    Statistics are float32 for bf16 parameters.
+    itself as the update, as the official code. The statistics need a matrix only through row and column sums:
+    under FSDP2 each rank works on its rows and three all-reduces of partial sums per step (all parameters
+    together) complete the column statistics, the row statistics' means and the RMS
+    (:mod:`swift_optim_zoo.came._sharded`); ZeRO and FSDP1 flat parameters are refused. Statistics are float32
+    for bf16 parameters.
 
     Defaults (the paper's): ``lr=2e-4, betas=(0.9, 0.999, 0.9999), eps=(1e-30, 1e-16), clip_threshold=1.0,
     weight_decay=0`` (decoupled). State (float32, float64 for float64 parameters) for an ``m x n`` matrix:
@@ -80,7 +48,7 @@ class CAME(ZooOptimizer):
 
     name = "came"
     elementwise: ClassVar[bool] = False
-    distributed: ClassVar[DistributedCapability] = WHOLE_MATRIX_UNSHARDED
+    distributed: ClassVar[DistributedCapability] = CAME_RECORD
 
     def __init__(self, params: Any, lr: float = 2e-4, betas: tuple[float, float, float] = (0.9, 0.999, 0.9999),
                  eps: tuple[float, float] = (1e-30, 1e-16), clip_threshold: float = 1.0,
@@ -114,13 +82,21 @@ class CAME(ZooOptimizer):
         return exp_avg + 2 * lead * (param.shape[-1] + param.shape[-2]) * stat
 
     def _step(self) -> None:
+        sharded = []
         for group in self.param_groups:
             for param, state in stepped_params(self, group, self._new_state):
+                if is_row_sharded(param):
+                    sharded.append((param, group))
+                    continue
                 came_update(param, param.grad, state, group)
+        if sharded:
+            sharded_came_step(self, sharded)
 
     @staticmethod
     def _new_state(param: torch.Tensor) -> dict[str, torch.Tensor]:
         dtype = torch.float64 if param.dtype == torch.float64 else torch.float32
+        if is_row_sharded(param):
+            return init_sharded_state(param, dtype)
         state = {"exp_avg": torch.zeros(param.shape, dtype=dtype, device=param.device)}
         if param.dim() < 2:
             state["exp_avg_sq"] = torch.zeros(param.shape, dtype=dtype, device=param.device)

@@ -9,13 +9,15 @@ from typing import Any, ClassVar
 
 import torch
 
-from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX_UNSHARDED
+from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX
 from swift_optim_zoo._projection import mix_seed
 from swift_optim_zoo._stepping import stepped_params
 from swift_optim_zoo.kron import preconditioner
 from swift_zoo import DistributedCapability
 from swift_zoo.optim import (
     ZooOptimizer,
+    local_tensor,
+    placeholder,
     require_in_range,
     require_int,
     require_non_negative,
@@ -54,8 +56,12 @@ class Kron(ZooOptimizer):
 
     The probe :math:`v` is drawn from a generator seeded by ``(seed, parameter index, step)``, so a resumed run is
     the same as an uninterrupted one; ``seed=None`` draws from torch's global generator as kron_torch and
-    pytorch_optimizer do (which the reference comparison uses). The factors need whole matrices: under FSDP2 each
-    tensor is computed on its owner rank.
+    pytorch_optimizer do (which the reference comparison uses). The factors need whole tensors: under FSDP2 the
+    momentum stays sharded like the parameter, each tensor's debiased momentum goes (float32) to its owner rank,
+    which keeps the factors, draws the probe (the same one: it is seeded by the parameter's index, not the rank) and
+    preconditions; every rank gets its rows of the update back (in the parameter's dtype) and applies the decay and
+    the step on them. With ``seed=None`` each owner draws from its own global generator, so a sharded run is not a
+    single process's.
 
     Defaults (kron_torch's and pytorch_optimizer 4.1's): ``lr=1e-3, momentum=0.9, weight_decay=0,
     precondition_lr=0.1, max_size_triangular=8192, min_ndim_triangular=2``. State: ``momentum_buffer``
@@ -70,7 +76,8 @@ class Kron(ZooOptimizer):
     """
 
     name = "kron"
-    distributed: ClassVar[DistributedCapability] = WHOLE_MATRIX_UNSHARDED
+    distributed: ClassVar[DistributedCapability] = WHOLE_MATRIX
+    sharded_state_keys = frozenset({"momentum_buffer"})
 
     def __init__(self, params: Any, lr: float = 1e-3, momentum: float = 0.9, weight_decay: float = 0.0,
                  precondition_lr: float = 0.1, max_size_triangular: int = 8192, min_ndim_triangular: int = 2,
@@ -103,12 +110,19 @@ class Kron(ZooOptimizer):
         return param.numel() * param.element_size() + 4 * factors
 
     def _new_state(self, param: torch.Tensor, group: Mapping[str, Any]) -> dict[str, Any]:
+        """The momentum (sharded like the parameter); the factors where the tensor is computed (its owner)."""
         state: dict[str, Any] = {"momentum_buffer": torch.zeros_like(param)}
+        if not self.matrix_owners.owns(param):
+            return state
+        device = local_tensor(param).device
         for dim, size in enumerate(param.shape or (1,)):
             dense = self._dense(param, size, group)
-            state[f"Q{dim}"] = (torch.eye(size, dtype=torch.float32, device=param.device) if dense
-                                else torch.ones(size, dtype=torch.float32, device=param.device))
+            state[f"Q{dim}"] = (torch.eye(size, dtype=torch.float32, device=device) if dense
+                                else torch.ones(size, dtype=torch.float32, device=device))
         return state
+
+    def _owner_computed(self, param: torch.Tensor, group: Mapping[str, Any]) -> bool:
+        return True  # every tensor: the RMS clip and a diagonal factor's fit need the whole of it
 
     def _step(self) -> None:
         first = self.param_groups[0]
@@ -120,26 +134,58 @@ class Kron(ZooOptimizer):
         for group in self.param_groups:
             group.update({"kron_step": first["kron_step"] + 1, "fit_counter": 0 if fit else counter, "fits": fits})
         index = 0
+        sharded: list[tuple[torch.Tensor, torch.Tensor, int, dict[str, Any]]] = []
         for group in self.param_groups:
             beta = group["momentum"]
             for param, state in stepped_params(self, group, lambda p, g=group: self._new_state(p, g)):
                 index += 1
-                buffer = state["momentum_buffer"]
-                buffer.mul_(beta).add_(param.grad, alpha=1 - beta)
+                buffer = local_tensor(state["momentum_buffer"])
+                buffer.mul_(beta).add_(local_tensor(param.grad), alpha=1 - beta)
                 debiased = (buffer / (1 - beta ** state["step"])).float()
-                shaped = debiased.reshape(param.shape or (1,))
-                factors = [state[f"Q{dim}"] for dim in range(shaped.dim())]
-                if rebalance and param.dim() > 1:
-                    preconditioner.balance(factors)
-                if fit:
-                    preconditioner.fit(factors, shaped, self._probe(shaped, group, index, state["step"]),
-                                       group["precondition_lr"], EPS)
-                update = preconditioner.precondition(factors, shaped)
-                update = update * torch.clamp(1.1 / (update.square().mean().sqrt() + 1e-6), max=1.0)
-                update = update.reshape(param.shape).to(param.dtype)
-                if group["weight_decay"] != 0 and param.dim() >= 2:
-                    update = update + param * group["weight_decay"]
-                param.sub_(update * group["lr"])
+                if self.matrix_owners.owner_of(param) is not None:
+                    sharded.append((param, debiased, index, group))
+                    continue
+                update = self._preconditioned(param, debiased, state, group, index, fit=fit, rebalance=rebalance)
+                self._apply(param, update, group)
+        if sharded:
+            self._sharded_updates(sharded, fit=fit, rebalance=rebalance)
+
+    def _preconditioned(self, param: torch.Tensor, debiased: torch.Tensor, state: dict[str, Any],
+                        group: Mapping[str, Any], index: int, *, fit: bool, rebalance: bool) -> torch.Tensor:
+        """The update of a whole tensor from its debiased momentum (float32): the factors fitted (when due) and
+        applied, the RMS clipped to 1.1; in the parameter's shape and dtype."""
+        shaped = debiased.reshape(param.shape or (1,))
+        factors = [state[f"Q{dim}"] for dim in range(shaped.dim())]
+        if rebalance and param.dim() > 1:
+            preconditioner.balance(factors)
+        if fit:
+            preconditioner.fit(factors, shaped, self._probe(shaped, group, index, state["step"]),
+                               group["precondition_lr"], EPS)
+        update = preconditioner.precondition(factors, shaped)
+        update = update * torch.clamp(1.1 / (update.square().mean().sqrt() + 1e-6), max=1.0)
+        return update.reshape(param.shape).to(param.dtype)
+
+    @staticmethod
+    def _apply(param: torch.Tensor, update: torch.Tensor, group: Mapping[str, Any]) -> None:
+        """Decoupled decay (tensors of 2 dimensions or more), then the step (the local rows under FSDP2)."""
+        local = local_tensor(param)
+        if group["weight_decay"] != 0 and param.dim() >= 2:
+            update = update + local * group["weight_decay"]
+        local.sub_(update * group["lr"])
+
+    def _sharded_updates(self, items: list[tuple[torch.Tensor, torch.Tensor, int, dict[str, Any]]], *, fit: bool,
+                         rebalance: bool) -> None:
+        """FSDP2: each debiased momentum gathered whole to its owner, which preconditions it; rows sent back."""
+        owners = self.matrix_owners
+        params = [param for param, _, _, _ in items]
+        fulls = owners.gather(params, [debiased for _, debiased, _, _ in items])
+        outputs = [
+            placeholder(param.shape, param.dtype) if full is None
+            else self._preconditioned(param, full, self.state[param], group, index, fit=fit, rebalance=rebalance)
+            for (param, _, index, group), full in zip(items, fulls)
+        ]
+        for (param, _, _, group), rows in zip(items, owners.scatter(params, outputs)):
+            self._apply(param, rows, group)
 
     @staticmethod
     def _probe(like: torch.Tensor, group: Mapping[str, Any], index: int, step: int) -> torch.Tensor:

@@ -44,7 +44,8 @@ class LAMB(ElementwiseOptimizer):
         \phi(x) = \min(x, \texttt{max\_weight\_norm})
 
     (Algorithm 2 of arXiv:1904.00962, bias-corrected moments; the ratio is 1 where either norm is 0). The norms are
-    the whole tensor's, also under FSDP2 (an all-reduce of the partial sums of squares). References differ:
+    the whole tensor's, also under FSDP2 (an all-reduce of the partial sums of squares, added in another order
+    than one process adds them: within 1e-6, not bitwise). References differ:
     pytorch_optimizer 4.1 leaves :math:`v` uncorrected and divides the step by :math:`1-\beta_1^t` *outside* the
     ratio (an lr that is :math:`1/(1-\beta_1^t)` larger early on); timm corrects both as here but does not clamp
     :math:`\lVert\theta\rVert`. This class follows the paper, with the clamp at 10 of the original implementation
@@ -62,6 +63,7 @@ class LAMB(ElementwiseOptimizer):
     """
 
     distributed: ClassVar[DistributedCapability] = TENSOR_SUMS
+    whole_tensor_sums: ClassVar[bool] = True
     name = "lamb"
     state_keys = ("exp_avg", "exp_avg_sq")
     kernel = LAMB_KERNEL

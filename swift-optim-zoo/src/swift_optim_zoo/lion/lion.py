@@ -9,6 +9,7 @@ import torch
 from swift_optim_zoo import _native_rules
 from swift_optim_zoo._catalogue._distributed import ELEMENT_WISE
 from swift_optim_zoo._cautious_rules import cautious_lion_step
+from swift_optim_zoo._elementwise import narrow_for_cautious
 from swift_optim_zoo._fused import FusedKernel, alias, can_alias, check_fused
 from swift_zoo.optim import ZooOptimizer, local_tensor, require_betas, require_bool, require_non_negative
 
@@ -34,7 +35,10 @@ class Lion(ZooOptimizer):
     it overrides ``foreach``.
 
     ``cautious=True`` (C-Lion, arXiv:2411.16085): the signed update is masked where it disagrees with the
-    gradient's sign and rescaled by ``numel / (kept + 1)`` (:mod:`swift_optim_zoo._cautious_rules`).
+    gradient's sign and rescaled by ``numel / (kept + 1)`` (:mod:`swift_optim_zoo._cautious_rules`). The count of
+    kept elements is a whole-tensor sum: under FSDP2 it is all-reduced (an exact sum: bitwise one process's with
+    ``fused=False``; with ``fused=True`` FSDP2 runs the rule eagerly where one process compiles it, so the record
+    says untested), and ZeRO / FSDP1 flat partitions, which would cut it, are refused.
 
     Defaults (the paper's and lion-pytorch's): ``lr=1e-4, betas=(0.9, 0.99), weight_decay=0, cautious=False``.
     State: ``exp_avg`` (parameter dtype).
@@ -69,6 +73,10 @@ class Lion(ZooOptimizer):
         defaults = {"lr": lr, "betas": tuple(betas), "weight_decay": weight_decay, "foreach": foreach, "fused": fused,
                     "cautious": cautious}
         super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        narrow_for_cautious(self, param_group)  # the cautious mask's count: flat partitions would cut it
+        super().add_param_group(param_group)
 
     @classmethod
     def example_kwargs(cls) -> dict[str, Any]:

@@ -55,7 +55,7 @@ class MARS(ElementwiseOptimizer):
     :math:`g_0 = 0`). As the paper's code, tensors of fewer than 2 dimensions take plain AdamW (:math:`c = g`)
     with ``betas_1d`` unless ``optimize_1d=True``; here they keep the group's lr and weight decay (the zoo's
     role-based groups already exclude norms and biases from decay). The norm of :math:`c` is the whole tensor's,
-    also under FSDP2 (an all-reduce). ``cautious=True`` masks the update where its sign disagrees with :math:`g`
+    also under FSDP2 (an all-reduce: within 1e-6 of one process, not bitwise). ``cautious=True`` masks the update where its sign disagrees with :math:`g`
     (arXiv:2411.16085). ``fused=True`` compiles the per-tensor rule.
 
     Defaults (the paper's code and pytorch_optimizer 4.1): ``lr=3e-3, betas=(0.95, 0.99), gamma=0.025, eps=1e-8,
@@ -70,6 +70,7 @@ class MARS(ElementwiseOptimizer):
     """
 
     distributed: ClassVar[DistributedCapability] = TENSOR_SUMS
+    whole_tensor_sums: ClassVar[bool] = True
     name = "mars"
     state_keys = ("exp_avg", "exp_avg_sq", "last_grad")
     kernel = MARS_KERNEL

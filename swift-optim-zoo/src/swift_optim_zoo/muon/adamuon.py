@@ -8,8 +8,10 @@ from typing import Any, Literal
 
 import torch
 
-from swift_optim_zoo.muon._variants import MuonVariant
+from swift_optim_zoo.muon._variants import MuonVariant, ShardedItem, statistic_dtype
+from swift_optim_zoo.muon.muon import _NS_DTYPES
 from swift_optim_zoo.muon.newton_schulz import KELLER_COEFFICIENTS
+from swift_zoo.optim import local_tensor, sharded_zeros, sum_over_shards
 
 
 class AdaMuon(MuonVariant):
@@ -25,8 +27,11 @@ class AdaMuon(MuonVariant):
 
     (arXiv:2507.11005; the form of pytorch_optimizer 4.1's ``AdaMuon`` and timm's ``adamuon``: no Nesterov by
     default, bias-corrected :math:`V`, the update rescaled to RMS 0.2 so AdamW's lr and weight decay carry over).
-    ``adjust_lr_fn`` does not apply (the rescale replaces it). Whole matrices: under FSDP2 each matrix is computed
-    by its owner rank.
+    ``adjust_lr_fn`` does not apply (the rescale replaces it). Under FSDP2 the momentum and :math:`V` stay sharded
+    like the parameter: each matrix's update goes whole to its owner rank (in ``ns_dtype``), which runs
+    Newton-Schulz and sends every rank its rows of :math:`O` (in ``ns_dtype``); each rank updates :math:`V` on its
+    rows, and :math:`\lVert\hat O\rVert_F` comes from one all-reduce of the ranks' partial sums of squares (all
+    matrices together).
 
     Defaults (pytorch_optimizer's): ``lr=0.02, momentum=0.9, nesterov=False, beta2=0.95, normalization_eps=1e-10,
     weight_decay=0``; inner AdamW ``adamw_lr=3e-4, adamw_betas=(0.9, 0.95)``. State per hidden matrix:
@@ -40,6 +45,7 @@ class AdaMuon(MuonVariant):
     """
 
     name = "adamuon"
+    sharded_state_keys = frozenset({"momentum_buffer", "exp_avg_sq"})
 
     def __init__(self, params: Any, lr: float = 0.02, momentum: float = 0.9, nesterov: bool = False,
                  weight_decay: float = 0.0, ns_steps: int = 5,
@@ -56,8 +62,7 @@ class AdaMuon(MuonVariant):
 
     def _new_state(self, param: torch.Tensor, group: Mapping[str, Any]) -> dict[str, Any]:
         state = super()._new_state(param, group)
-        dtype = torch.float64 if param.dtype == torch.float64 else torch.float32
-        state["exp_avg_sq"] = torch.zeros(param.shape, dtype=dtype, device=param.device)
+        state["exp_avg_sq"] = sharded_zeros(param, param.shape, statistic_dtype(param))
         return state
 
     def state_bytes_for(self, param: torch.Tensor, group: dict[str, Any]) -> int:
@@ -68,13 +73,38 @@ class AdaMuon(MuonVariant):
 
     def _direction(self, param: torch.Tensor, grad: torch.Tensor, state: dict[str, Any],
                    group: Mapping[str, Any]) -> torch.Tensor:
-        buffer = state["momentum_buffer"]
-        buffer.lerp_(grad, 1 - group["momentum"])
-        update = grad.lerp(buffer, group["momentum"]) if group["nesterov"] else buffer
+        update = self._momentum_update(grad, state, group)
         ortho = self._orthogonalize(update, param, group).reshape(param.shape)
+        normalized = self._adapted(ortho, state, group)
+        return normalized * self._rms_scale(param, torch.linalg.vector_norm(normalized), group)
+
+    def _owner_output(self, param: torch.Tensor, update: torch.Tensor, state: dict[str, Any],
+                      group: Mapping[str, Any]) -> torch.Tensor:
+        """Newton-Schulz's result, in ``ns_dtype`` (every rank finishes its rows)."""
+        return self._newton_schulz(update, param, group).reshape(param.shape)
+
+    def _owner_output_dtype(self, param: torch.Tensor, group: Mapping[str, Any]) -> torch.dtype:
+        return _NS_DTYPES[group["ns_dtype"]]
+
+    def _sharded_directions(self, items: list[ShardedItem], received: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each rank's rows: V updated, the rows normalised; the norm from the ranks' partial sums of squares."""
+        params = [param for param, _, _ in items]
+        adapted = [self._adapted(rows.to(statistic_dtype(param)), self.state[param], group)
+                   for (param, _, group), rows in zip(items, received)]
+        squares = sum_over_shards(params, [rows.square().sum() for rows in adapted])
+        return [rows * self._rms_scale(param, total.sqrt(), group)
+                for (param, _, group), rows, total in zip(items, adapted, squares)]
+
+    @staticmethod
+    def _adapted(ortho: torch.Tensor, state: dict[str, Any], group: Mapping[str, Any]) -> torch.Tensor:
+        """``O / (sqrt(V / (1 - beta2^t)) + eps)`` after ``V``'s update (``ortho``: whole, or this rank's rows)."""
         beta2, eps = group["beta2"], group["normalization_eps"]
-        second = state["exp_avg_sq"]
+        second = local_tensor(state["exp_avg_sq"])
         second.mul_(beta2).addcmul_(ortho, ortho, value=1 - beta2)
-        normalized = ortho / ((second / (1 - beta2 ** state["step"])).sqrt() + eps)
-        rows, cols = ortho.shape[0], ortho.numel() // ortho.shape[0]
-        return normalized * (0.2 * math.sqrt(rows * cols) / (torch.linalg.vector_norm(normalized) + eps))
+        return ortho / ((second / (1 - beta2 ** state["step"])).sqrt() + eps)
+
+    @staticmethod
+    def _rms_scale(param: torch.Tensor, norm: torch.Tensor, group: Mapping[str, Any]) -> torch.Tensor:
+        """``0.2 sqrt(A B) / (||O_hat||_F + eps)``: the update at AdamW's RMS."""
+        rows, cols = param.shape[0], param.numel() // param.shape[0]
+        return 0.2 * math.sqrt(rows * cols) / (norm + group["normalization_eps"])

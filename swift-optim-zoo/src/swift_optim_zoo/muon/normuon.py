@@ -7,10 +7,10 @@ from typing import Any, Literal
 
 import torch
 
-from swift_optim_zoo.muon._variants import MuonVariant, matrix_rows
+from swift_optim_zoo.muon._variants import MuonVariant, matrix_rows, statistic_dtype
 from swift_optim_zoo.muon.muon import lr_scale, matrix_view
 from swift_optim_zoo.muon.newton_schulz import KELLER_COEFFICIENTS
-from swift_zoo.optim import group_role
+from swift_zoo.optim import group_role, local_tensor
 from swift_zoo.params import ParamRole
 
 
@@ -29,7 +29,9 @@ class NorMuon(MuonVariant):
     (Algorithm 1 of arXiv:2510.05491 with the norm-preserving rescale of its code and pytorch_optimizer 4.1's
     ``update_scale="preserve_norm"``; expert stacks keep one row statistic per expert row). Everything else --
     routing of embeddings, head, norms and biases to the inner AdamW, ``adjust_lr_fn``, ``ns_dtype`` -- is
-    Muon's. The row statistic needs whole rows: under FSDP2 each matrix is computed by its owner rank.
+    Muon's. The rescale needs whole matrices: under FSDP2 the momentum stays sharded, each matrix's update goes
+    to its owner rank (in ``ns_dtype``), which keeps the row statistic and computes the direction, and every rank
+    gets its rows of the direction back (float32).
 
     Defaults: Muon's (``lr=0.02, momentum=0.95, nesterov=True, weight_decay=0``) plus ``beta2=0.95,
     normalization_eps=1e-10`` (the paper's code). State per hidden matrix: ``momentum_buffer`` (parameter dtype)
@@ -60,11 +62,14 @@ class NorMuon(MuonVariant):
         self._set_variant_defaults(values)
 
     def _new_state(self, param: torch.Tensor, group: Mapping[str, Any]) -> dict[str, Any]:
+        """The sharded momentum; the row statistic where the matrix is computed (its owner under FSDP2)."""
         state = super()._new_state(param, group)
+        if not self.matrix_owners.owns(param):
+            return state
         per_expert = group_role(group, param) is ParamRole.EXPERT_STACK
-        rows = matrix_view(param, per_expert=per_expert).shape[:-1]
-        dtype = torch.float64 if param.dtype == torch.float64 else torch.float32
-        state["second_momentum_buffer"] = torch.zeros(*rows, 1, dtype=dtype, device=param.device)
+        rows = matrix_view(torch.empty(param.shape, device="meta"), per_expert=per_expert).shape[:-1]
+        state["second_momentum_buffer"] = torch.zeros(*rows, 1, dtype=statistic_dtype(param),
+                                                      device=local_tensor(param).device)
         return state
 
     def state_bytes_for(self, param: torch.Tensor, group: dict[str, Any]) -> int:
@@ -76,10 +81,20 @@ class NorMuon(MuonVariant):
 
     def _direction(self, param: torch.Tensor, grad: torch.Tensor, state: dict[str, Any],
                    group: Mapping[str, Any]) -> torch.Tensor:
-        buffer = state["momentum_buffer"]
-        buffer.lerp_(grad, 1 - group["momentum"])
-        update = grad.lerp(buffer, group["momentum"]) if group["nesterov"] else buffer
-        ortho = self._orthogonalize(update, param, group)
+        update = self._momentum_update(grad, state, group)
+        return self._normalized(self._orthogonalize(update, param, group), state, group)
+
+    def _owner_output(self, param: torch.Tensor, update: torch.Tensor, state: dict[str, Any],
+                      group: Mapping[str, Any]) -> torch.Tensor:
+        """The whole direction (the row statistic is the owner's)."""
+        return self._normalized(self._orthogonalize(update, param, group), state, group).reshape(param.shape)
+
+    def _owner_output_dtype(self, param: torch.Tensor, group: Mapping[str, Any]) -> torch.dtype:
+        return statistic_dtype(param)
+
+    @staticmethod
+    def _normalized(ortho: torch.Tensor, state: dict[str, Any], group: Mapping[str, Any]) -> torch.Tensor:
+        """The orthogonalised matrix normalised per row by the EMA of its row mean squares, rescaled to its norm."""
         eps = group["normalization_eps"]
         norm = torch.linalg.vector_norm(ortho, dim=(-2, -1), keepdim=True)
         second = state["second_momentum_buffer"]

@@ -24,7 +24,8 @@ at construction with this list):
 Grouped-query attention: query head ``h`` is scaled by :math:`(\\tau/S_h)^{\\alpha}` and key head ``j`` by
 :math:`(\\tau/\\max_{h \\in j} S_h)^{1-\\alpha}`, so every logit of the group ends at most :math:`\\tau`. Biases of
 the projections are scaled with their rows. Under DDP the per-head maxima are all-reduced (max) before clipping, so
-every rank clips alike.
+every rank clips alike. Under FSDP2 they are all-reduced over the projections' device mesh, and each rank scales
+its own rows of the ``Shard(0)`` projections: the rows of a head may lie on two ranks, each scales its part.
 """
 
 from __future__ import annotations
@@ -224,7 +225,7 @@ def clip(attention: Iterable[ClippedAttention], threshold: float, alpha: float) 
         logits, item.max_logits = item.max_logits, None
         if logits is None:
             continue
-        logits = _all_ranks_max(logits)
+        logits = _all_ranks_max(logits, item.query.weight)
         used[item.name] = logits
         if float(logits.max()) <= threshold:
             continue
@@ -237,27 +238,54 @@ def clip(attention: Iterable[ClippedAttention], threshold: float, alpha: float) 
 
 
 def _scale_rows(linear: nn.Linear, head_scale: torch.Tensor, *, owner: str) -> None:
-    from swift_zoo.optim import is_dtensor
-
+    """Scale the rows of each head of ``linear`` (weight and bias) by ``head_scale``: the local rows of a
+    ``Shard(0)`` DTensor (FSDP2), every row otherwise."""
     rows = linear.weight.shape[0] // head_scale.numel()
     scale = head_scale.repeat_interleave(rows)
     for tensor in (linear.weight, linear.bias):
         if tensor is None:
             continue
-        if is_dtensor(tensor):
-            from swift_zoo import UnsupportedShardingError
-
-            message = (f"optimizer 'muon_clip': QK-clip rescales the rows of each head of {owner!r}, which needs "
-                       "whole projections; sharded (FSDP2) projections are not supported")
-            raise UnsupportedShardingError(message)
-        view = scale.to(device=tensor.device, dtype=torch.float32).view(-1, *([1] * (tensor.dim() - 1)))
-        tensor.copy_((tensor.float() * view).to(tensor.dtype))
+        local, mine = _local_rows(tensor, scale, owner)
+        view = mine.to(device=local.device, dtype=torch.float32).view(-1, *([1] * (local.dim() - 1)))
+        local.copy_((local.float() * view).to(local.dtype))
 
 
-def _all_ranks_max(logits: torch.Tensor) -> torch.Tensor:
+def _local_rows(tensor: torch.Tensor, scale: torch.Tensor, owner: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``tensor``'s local rows and their scale factors (all of them for a plain or replicated tensor)."""
+    from swift_zoo.optim import is_dtensor, is_row_sharded, local_tensor, row_range
+
+    if not is_dtensor(tensor):
+        return tensor, scale
+    if is_row_sharded(tensor):
+        mesh = tensor.device_mesh
+        start, stop = row_range(tensor.shape[0], mesh.size(), mesh.get_local_rank())
+        return local_tensor(tensor), scale[start:stop]
+    from torch.distributed.tensor import Replicate
+
+    if all(isinstance(p, Replicate) for p in tensor.placements):
+        return local_tensor(tensor), scale
+    from swift_zoo import UnsupportedShardingError
+
+    message = (f"optimizer 'muon_clip': QK-clip rescales the rows of each head of {owner!r}, which needs the "
+               f"projections split by rows (Shard(0) on a 1-D mesh, FSDP2's default) or replicated; found placements "
+               f"{tuple(tensor.placements)} on a {tensor.device_mesh.ndim}-D mesh. Shard with fully_shard's default.")
+    raise UnsupportedShardingError(message)
+
+
+def _all_ranks_max(logits: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The per-head maxima over every rank that trains on its own batch: over the projection's device mesh (every
+    dimension) for an FSDP2 DTensor, over the default process group otherwise (DDP); as they are on one process."""
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        logits = logits.clone()
-        dist.all_reduce(logits, op=dist.ReduceOp.MAX)
+    from swift_zoo.optim import is_dtensor
+
+    if is_dtensor(weight):
+        groups = weight.device_mesh.get_all_groups()
+    elif dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        groups = [None]
+    else:
+        return logits
+    logits = logits.clone()
+    for group in groups:
+        dist.all_reduce(logits, op=dist.ReduceOp.MAX, group=group)
     return logits

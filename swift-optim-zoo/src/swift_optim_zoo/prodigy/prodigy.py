@@ -71,7 +71,7 @@ class Prodigy(ElementwiseOptimizer):
     :math:`\lVert s\rVert_1` are sums over every parameter; the update uses the :math:`\eta_d` of the step's start
     and the new :math:`d` in the denominator; :math:`d` is raised to :math:`\hat d` only while it is still
     :math:`d_0`, afterwards bounded by the running max). Under FSDP2 the two sums are all-reduced, so every rank
-    takes the same :math:`d`. ``safeguard_warmup`` uses :math:`d\,\eta` instead of :math:`\eta_d` in :math:`s`.
+    takes the same :math:`d` (within 1e-6 of one process's: the sums add in another order). ``safeguard_warmup`` uses :math:`d\,\eta` instead of :math:`\eta_d` in :math:`s`.
     Every param group shares :math:`d`; as the reference, groups may differ in ``lr`` only by setting it to 0.
 
     Defaults (the official's): ``lr=1.0, betas=(0.9, 0.999), beta3=None`` (:math:`\sqrt{\beta_2}`), ``eps=1e-8,
@@ -89,6 +89,7 @@ class Prodigy(ElementwiseOptimizer):
     """
 
     distributed: ClassVar[DistributedCapability] = TENSOR_SUMS
+    whole_tensor_sums: ClassVar[bool] = True
     name = "prodigy"
     state_keys = ("exp_avg", "exp_avg_sq", "s", "p0")
 

@@ -1,7 +1,7 @@
 """Linear minimisation oracles of Scion (arXiv:2502.07529, Table 2): for a direction ``d`` and a norm ball, the
 point of the unit ball that minimises ``<d, x>`` (negated here: the step goes along the returned tensor).
 
-Pure functions of whole tensors. ``spectral`` is the RMS->RMS operator norm's oracle (Newton-Schulz
+Pure functions of whole tensors (some of them row by row: :func:`is_row_local`). ``spectral`` is the RMS->RMS operator norm's oracle (Newton-Schulz
 orthogonalisation, scaled by ``sqrt(d_out / d_in)``; a convolution kernel ``[out, in, k...]`` is flattened and
 divided by its kernel volume); ``sign`` the max-norm oracle of output layers (``sign(d) / d_in``); ``col`` the
 oracle of input layers (each column, i.e. each token's vector of an embedding table, scaled to RMS 1); ``row``
@@ -49,6 +49,13 @@ def row(d: torch.Tensor, **_: object) -> torch.Tensor:
 
 def bias_rms(d: torch.Tensor, **_: object) -> torch.Tensor:
     return d / (d.pow(2).mean(dim=0, keepdim=True).sqrt() + EPS)
+
+
+def is_row_local(name: str, ndim: int) -> bool:
+    """Whether oracle ``name`` on a tensor of ``ndim`` dimensions computes each row (index of dimension 0) from
+    that row alone: then it runs on the rows a rank holds under FSDP2, and others need the whole tensor. ``sign``
+    always; ``row`` (norms over the last dimension) from 2-D on; ``col`` on 2-D tables (each token's row)."""
+    return name == "sign" or (name == "row" and ndim >= 2) or (name == "col" and ndim == 2)
 
 
 LMOS: dict[str, Callable[..., torch.Tensor]] = {

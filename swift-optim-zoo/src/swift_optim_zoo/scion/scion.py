@@ -7,14 +7,16 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX_UNSHARDED
+from swift_optim_zoo._catalogue._distributed import WHOLE_MATRIX
 from swift_optim_zoo._stepping import stepped_params
 from swift_optim_zoo.muon.muon import _NS_DTYPES
-from swift_optim_zoo.scion.lmo import LMOS, lmo_for_role
+from swift_optim_zoo.scion.lmo import LMOS, is_row_local, lmo_for_role
 from swift_zoo import DistributedCapability
 from swift_zoo.optim import (
     ZooOptimizer,
     group_role,
+    local_tensor,
+    placeholder,
     require_bool,
     require_choice,
     require_in_range,
@@ -44,7 +46,10 @@ class Scion(ZooOptimizer):
     pytorch_optimizer 4.1's ``SCION`` chooses its norm by shape (``Auto``: spectral for matrices, including the
     embedding and head); its ``norm_type``/``scale`` per group reproduce this class's per-role choices.
 
-    The spectral oracle needs whole matrices: under FSDP2 each matrix is computed on its owner rank.
+    Under FSDP2 ``d`` stays sharded like the parameter and the oracles that work row by row (``sign``, ``row``,
+    ``col`` on an embedding table: :func:`~swift_optim_zoo.scion.lmo.is_row_local`) run on each rank's rows; the
+    others (``spectral``, ``bias_rms``) need the whole tensor: ``d`` goes to the tensor's owner rank, which runs
+    the oracle and sends every rank its rows of the result (one ``all_to_all`` each way for all tensors).
 
     Defaults (the paper's unconstrained nanoGPT setting with pytorch_optimizer's radius): ``lr=1e-3,
     momentum=0.1, scale=1.0, head_scale=1.0, constrained=False, weight_decay=0, lmo="auto", ns_steps=5,
@@ -58,7 +63,8 @@ class Scion(ZooOptimizer):
     """
 
     name = "scion"
-    distributed: ClassVar[DistributedCapability] = WHOLE_MATRIX_UNSHARDED
+    distributed: ClassVar[DistributedCapability] = WHOLE_MATRIX
+    sharded_state_keys = frozenset({"d"})
 
     def __init__(self, params: Any, lr: float = 1e-3, momentum: float = 0.1, scale: float = 1.0,
                  head_scale: float = 1.0, constrained: bool = False, weight_decay: float = 0.0,
@@ -94,15 +100,42 @@ class Scion(ZooOptimizer):
         scale = group["head_scale"] if role is ParamRole.OUTPUT_HEAD else group["scale"]
         return name, scale
 
+    def _owner_computed(self, param: torch.Tensor, group: Mapping[str, Any]) -> bool:
+        return not is_row_local(self.oracle_of(param, group)[0], param.dim())
+
     def _step(self) -> None:
+        whole: list[tuple[torch.Tensor, dict[str, Any]]] = []
         for group in self.param_groups:
-            lr, alpha = group["lr"], group["momentum"]
             for param, state in stepped_params(self, group, lambda p: {"d": torch.zeros_like(p)}):
-                state["d"].lerp_(param.grad, alpha)
-                name, scale = self.oracle_of(param, group)
-                direction = LMOS[name](state["d"], ns_steps=group["ns_steps"], ns_dtype=_NS_DTYPES[group["ns_dtype"]])
-                if group["constrained"]:
-                    param.mul_(1 - lr)
-                elif group["weight_decay"] != 0:
-                    param.mul_(1 - lr * group["weight_decay"])
-                param.add_(direction.to(param.dtype), alpha=-lr * scale)
+                d = local_tensor(state["d"])
+                d.lerp_(local_tensor(param.grad), group["momentum"])
+                if self.matrix_owners.owner_of(param) is not None and self._owner_computed(param, group):
+                    whole.append((param, group))
+                    continue
+                self._apply(param, self._oracle(param, d, group), group)
+        if whole:
+            self._sharded_oracles(whole)
+
+    def _oracle(self, param: torch.Tensor, d: torch.Tensor, group: Mapping[str, Any]) -> torch.Tensor:
+        """The oracle of ``param``'s role applied to ``d`` (whole, or this rank's rows of a row-local oracle)."""
+        return LMOS[self.oracle_of(param, group)[0]](d, ns_steps=group["ns_steps"],
+                                                      ns_dtype=_NS_DTYPES[group["ns_dtype"]])
+
+    def _apply(self, param: torch.Tensor, direction: torch.Tensor, group: Mapping[str, Any]) -> None:
+        """Shrink (constrained) or decay, then step along ``direction`` (the local rows under FSDP2)."""
+        lr, local = group["lr"], local_tensor(param)
+        if group["constrained"]:
+            local.mul_(1 - lr)
+        elif group["weight_decay"] != 0:
+            local.mul_(1 - lr * group["weight_decay"])
+        local.add_(direction.to(param.dtype), alpha=-lr * self.oracle_of(param, group)[1])
+
+    def _sharded_oracles(self, items: list[tuple[torch.Tensor, dict[str, Any]]]) -> None:
+        """FSDP2: each ``d`` gathered whole to its owner, which runs the oracle; every rank gets its rows back."""
+        owners = self.matrix_owners
+        params = [param for param, _ in items]
+        fulls = owners.gather(params, [local_tensor(self.state[param]["d"]) for param in params])
+        outputs = [placeholder(param.shape, param.dtype) if full is None else self._oracle(param, full, group)
+                   for (param, group), full in zip(items, fulls)]
+        for (param, group), rows in zip(items, owners.scatter(params, outputs)):
+            self._apply(param, rows, group)

@@ -50,7 +50,8 @@ class StableAdamW(ElementwiseOptimizer):
         \theta \leftarrow \theta(1 - \eta_t\lambda) - \eta_t\,\frac{m}{\sqrt{v} + \epsilon}
 
     (Algorithm 2 of arXiv:2304.13013: AdaFactor's update clipping in AdamW; the debiased betas make the moments
-    their own bias corrections). The mean is over the whole tensor, also under FSDP2 (an all-reduce).
+    their own bias corrections). The mean is over the whole tensor, also under FSDP2 (an all-reduce:
+    within 1e-6 of one process, not bitwise).
     Matches pytorch_optimizer 4.1's ``StableAdamW`` (without its Kahan summation for bf16 parameters) and
     torch-optimi's. ``fused=True`` compiles the per-tensor rule.
 
@@ -65,6 +66,7 @@ class StableAdamW(ElementwiseOptimizer):
     """
 
     distributed: ClassVar[DistributedCapability] = TENSOR_SUMS
+    whole_tensor_sums: ClassVar[bool] = True
     name = "stable_adamw"
     state_keys = ("exp_avg", "exp_avg_sq")
     kernel = STABLE_ADAMW_KERNEL
