@@ -185,3 +185,100 @@ def test_flat_shards_tile_the_whole_tensor_and_touch_their_blocks(rows: int, col
         assert int((padded != 0).sum()) == values.numel()
         index = shard.block_index(block, torch.device("cpu"))
         assert torch.equal(index + shard.first_block, torch.arange(shard.start, shard.stop) // block)
+
+
+# ------------------------------------------------------------------ fused=True on float32 CPU parameters: the C kernel
+def _native_or_skip() -> None:
+    from swift_optim_zoo import _native
+
+    if _native.find_compiler() is None:
+        pytest.skip("no C compiler here: the kernel cannot be built (the compiled rule runs instead)")
+    assert _native.library() is not None, _native._failure
+
+
+@pytest.mark.parametrize("vector", [True, False], ids=["avx512-if-present", "scalar"])
+@pytest.mark.parametrize("signed", [True, False])
+def test_table_encoding_is_torch_bucketize_exactly(signed: bool, vector: bool) -> None:
+    """The one-read code table against torch.bucketize on the values where a search could go wrong: every midpoint,
+    the floats next to it, the map values, 0, -0, +-1, values below the smallest midpoint, NaN, and random values
+    over every exponent, as y = x / absmax."""
+    from swift_optim_zoo.adamw_8bit._code_tables import code_table
+    from swift_optim_zoo.adamw_8bit._native_step import encode
+
+    _native_or_skip()
+    code_map = dynamic_map(signed)
+    bounds = midpoints(code_map)
+    edges = torch.cat([bounds, -bounds, code_map, -code_map])
+    up = torch.nextafter(edges, torch.tensor(float("inf")))
+    down = torch.nextafter(edges, torch.tensor(float("-inf")))
+    gen = torch.Generator().manual_seed(0)
+    spread = torch.rand(20_000, generator=gen) * torch.pow(10.0, -torch.rand(20_000, generator=gen) * 9)
+    special = torch.tensor([0.0, -0.0, 1.0, -1.0, 1e-9, -1e-9, 2.0**-24, -(2.0**-24), 1e-30, float("nan")])
+    values = torch.cat([edges, up, down, spread, -spread, special]).float()
+    values = values[values.abs() <= 1].contiguous()  # y = x / absmax never leaves [-1, 1]
+    values = torch.cat([values, torch.tensor([float("nan")])])
+    got = encode(values, 1.0, code_table(bounds), vector=vector)
+    expected = torch.bucketize(values, bounds, right=True).to(torch.uint8)
+    assert torch.equal(got, expected), (values[got != expected][:5], got[got != expected][:5])
+    scaled = encode(values * 0.37, 0.37, code_table(bounds), vector=vector)  # through the division, as in a step
+    assert torch.equal(scaled, torch.bucketize(values * 0.37 / 0.37, bounds, right=True).to(torch.uint8))
+
+
+@pytest.mark.parametrize("block_size", [256, 40])
+def test_c_kernel_step_is_the_eager_rule(block_size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fused=True on float32 CPU runs the C kernel (no compilation) and keeps the eager rule's codes and absmax bit
+    for bit over several steps (its scalars derived in double, as the eager rule's); the vector and scalar loops
+    agree bit for bit; block sizes that leave a vector tail included."""
+    from swift_optim_zoo.adamw_8bit import _native_step, adamw_8bit
+
+    _native_or_skip()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.compile called for a float32 CPU step")
+
+    monkeypatch.setattr(torch, "compile", refuse)
+    gen = torch.Generator().manual_seed(3)
+    w0 = torch.randn(96, block_size, generator=gen)
+    scales = torch.pow(10.0, -torch.randint(0, 7, (96, 1), generator=gen).float())
+    grads = [torch.randn(96, block_size, generator=gen) * scales for _ in range(4)]
+    runs = {}
+    for name, fused, vector in (("eager", False, True), ("vector", True, True), ("scalar", True, False)):
+        monkeypatch.setattr(adamw_8bit, "quantized_step", _with_vector(_native_step.quantized_step, vector))
+        p = nn.Parameter(w0.clone())
+        opt = AdamW8bit([p], lr=3e-2, betas=(0.85, 0.97), weight_decay=0.1, block_size=block_size, min_8bit_size=0,
+                        fused=fused)
+        for g in grads:
+            p.grad = g.clone()
+            opt.step()
+        runs[name] = (p.detach().clone(), dict(opt.state[p]))
+    for key in ("exp_avg_codes", "exp_avg_sq_codes", "exp_avg_absmax", "exp_avg_sq_absmax"):
+        assert torch.equal(runs["vector"][1][key], runs["eager"][1][key]), key
+        assert torch.equal(runs["vector"][1][key], runs["scalar"][1][key]), key
+    assert torch.equal(runs["vector"][0], runs["scalar"][0])
+    torch.testing.assert_close(runs["vector"][0], runs["eager"][0], rtol=1e-6, atol=1e-7)
+
+
+def _with_vector(step, vector: bool):
+    def run(*args, **kwargs):
+        return step(*args, **kwargs, vector=vector)
+
+    return run
+
+
+def test_fused_small_tensors_take_the_c_adamw_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tensors below min_8bit_size keep float32 moments; fused=True steps them with the C kernel, as eager does."""
+    from swift_optim_zoo.adamw_8bit.adamw_8bit import ADAMW_FULL_KERNEL
+
+    _native_or_skip()
+    gen = torch.Generator().manual_seed(4)
+    w0 = torch.randn(100, generator=gen)
+    grads = [torch.randn(100, generator=gen) for _ in range(3)]
+    params = [nn.Parameter(w0.clone()) for _ in range(2)]
+    opts = [AdamW8bit([params[0]], lr=1e-2, fused=False), AdamW8bit([params[1]], lr=1e-2, fused=True)]
+    calls = ADAMW_FULL_KERNEL.native_calls
+    for g in grads:
+        for p, o in zip(params, opts):
+            p.grad = g.clone()
+            o.step()
+    assert ADAMW_FULL_KERNEL.native_calls == calls + 3
+    torch.testing.assert_close(params[1], params[0], rtol=1e-6, atol=1e-7)

@@ -428,3 +428,70 @@ def test_whole_tensor_sums_decide_the_fsdp2_promise() -> None:
     assert bitwise_under_fsdp2(Lion) and bitwise_under_fsdp2(AdamW) and bitwise_under_fsdp2(ADOPT)
     assert not any(bitwise_under_fsdp2(cls) for cls in (LAMB, StableAdamW, MARS, Prodigy))
     assert not bitwise_under_fsdp2(CAME)  # a statistics method: never bitwise
+
+
+# ------------------------------------------------------------------ fused=True on float32 CPU tensors: the C kernels
+def _no_compile(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.compile called for a float32 CPU step")
+
+    monkeypatch.setattr(torch, "compile", refuse)
+
+
+def _float32(weights, grads):
+    """The data rounded to float32, and its float64 image (what the references compute from)."""
+    weights32 = [w.float() for w in weights]
+    grads32 = [[g.float() for g in step] for step in grads]
+    return weights32, grads32, [w.double() for w in weights32], [[g.double() for g in step] for step in grads32]
+
+
+# the C kernels of _native_elementwise.c (never a compilation) follow the float64 references to float32 rounding
+F32 = {"rtol": 2e-4, "atol": 2e-5}
+
+
+@pytest.mark.parametrize(("cls", "kwargs", "reference"), CASES,
+                         ids=[f"{c.name}-{i}" for i, (c, _, _) in enumerate(CASES)])
+def test_fused_float32_runs_the_c_kernel_and_matches_float64(cls, kwargs, reference,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_compile(monkeypatch)
+    weights32, grads32, weights, grads = _float32(*_data(hash(cls.name) % 1000))
+    calls = cls.kernel.native_calls
+    got, _ = _run(cls, weights32, grads32, fused=True, **kwargs)
+    assert cls.kernel.native_calls > calls
+    for i, w in enumerate(weights):
+        assert got[i].dtype == torch.float32
+        torch.testing.assert_close(got[i].double(), reference(w, [step[i] for step in grads]), **F32)
+
+
+@pytest.mark.parametrize("caution", [False, True])
+def test_fused_float32_mars_prodigy_and_cautious_adamw_lion(caution: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from swift_optim_zoo.adamw import AdamW
+    from swift_optim_zoo.lion import Lion
+
+    _no_compile(monkeypatch)
+    weights32, grads32, weights, grads = _float32(*_data(7))
+    got, _ = _run(MARS, weights32, grads32, lr=0.05, betas=(0.8, 0.9), betas_1d=(0.7, 0.85), gamma=0.1,
+                  weight_decay=0.1, cautious=caution, fused=True)
+    torch.testing.assert_close(got[0].double(), ref_mars(weights[0], [s[0] for s in grads], lr=0.05, b1=0.8, b2=0.9,
+                                                         gamma=0.1, eps=1e-8, wd=0.1, caution=caution), **F32)
+    torch.testing.assert_close(got[1].double(), ref_mars(weights[1], [s[1] for s in grads], lr=0.05, b1=0.7, b2=0.85,
+                                                         gamma=0.1, eps=1e-8, wd=0.1, caution=caution,
+                                                         corrected=False), **F32)
+    shifted32 = [[g + 1.0 for g in step] for step in grads32]
+    got, opt = _run(Prodigy, weights32, shifted32, lr=1.0, betas=(0.8, 0.9), weight_decay=0.1, d0=1e-2,
+                    safeguard_warmup=caution, fused=True)
+    expected, d = ref_prodigy([w.clone() for w in weights], [[g.double() for g in step] for step in shifted32],
+                              lr=1.0, b1=0.8, b2=0.9, eps=1e-8, wd=0.1, d0=1e-2, safeguard=caution)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a.double(), b, **F32)
+    assert opt.param_groups[0]["d"] == pytest.approx(d, rel=1e-5)
+    if not caution:
+        return
+    got, _ = _run(AdamW, weights32, grads32, lr=0.05, betas=(0.8, 0.9), weight_decay=0.1, cautious=True, fused=True)
+    for i, w in enumerate(weights):
+        expected = ref_cautious_adamw(w, [s[i] for s in grads], lr=0.05, b1=0.8, b2=0.9, eps=1e-8, wd=0.1)
+        torch.testing.assert_close(got[i].double(), expected, **F32)
+    got, _ = _run(Lion, weights32, grads32, lr=0.05, betas=(0.8, 0.9), weight_decay=0.1, cautious=True, fused=True)
+    for i, w in enumerate(weights):
+        expected = ref_cautious_lion(w, [s[i] for s in grads], lr=0.05, b1=0.8, b2=0.9, wd=0.1)
+        torch.testing.assert_close(got[i].double(), expected, **F32)

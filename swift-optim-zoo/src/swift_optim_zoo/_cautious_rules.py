@@ -2,7 +2,8 @@
 sign disagrees with the gradient, rescaled as in arXiv:2411.16085 (:func:`~swift_optim_zoo._elementwise.cautious_mask`).
 
 The plain optimizers keep their own fast paths (torch's fused AdamW, Lion's foreach/fused loops); these rules run
-through the element-wise frame instead (eagerly, compiled with ``fused=True``, or on FSDP2 shards with
+through the element-wise frame instead (eagerly; with ``fused=True`` as a C kernel for float32 CPU tensors, a count pass
+and a write pass, compiled elsewhere; or on FSDP2 shards with
 whole-tensor counts), keeping the same state keys, so a checkpoint moves between ``cautious`` on and off.
 """
 
@@ -13,6 +14,7 @@ from typing import Any
 
 import torch
 
+from swift_optim_zoo import _native_elementwise
 from swift_optim_zoo._elementwise import ShardSums, cautious_mask, run_rule
 from swift_optim_zoo._fused import FusedKernel
 
@@ -38,8 +40,8 @@ def cautious_lion_rule(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.T
     exp_avg.mul_(beta2).add_(grad * (1 - beta2))
 
 
-CAUTIOUS_ADAMW_KERNEL = FusedKernel(cautious_adamw_rule)
-CAUTIOUS_LION_KERNEL = FusedKernel(cautious_lion_rule)
+CAUTIOUS_ADAMW_KERNEL = FusedKernel(cautious_adamw_rule, native=_native_elementwise.CAUTIOUS_ADAMW)
+CAUTIOUS_LION_KERNEL = FusedKernel(cautious_lion_rule, native=_native_elementwise.CAUTIOUS_LION)
 
 
 def cautious_adamw_step(optimizer: torch.optim.Optimizer) -> None:

@@ -6,8 +6,9 @@ parameter's dtype), a :class:`~swift_optim_zoo._fused.FusedKernel` ``kernel`` wr
 scalars (learning rate, bias corrections, ...). The rule updates its tensors in place and is written once:
 
 * eagerly (default) ``hyper`` is a tuple of Python floats;
-* ``fused=True`` compiles the same rule (:mod:`swift_optim_zoo._fused`), ``hyper`` then being a small tensor, so
-  each tensor is read and written in one or two passes over memory;
+* ``fused=True`` runs the same rule as a C kernel for float32 CPU tensors (:mod:`swift_optim_zoo._native_elementwise`,
+  the kernel's ``native``) and compiles it elsewhere (:mod:`swift_optim_zoo._fused`, ``hyper`` then being a small
+  tensor), so each tensor is read and written in one or two passes over memory;
 * on an FSDP2 (``DTensor``) parameter the rule runs eagerly on the local shards, and ``sums`` is a
   :class:`ShardSums`: the few rules that need a whole-tensor statistic (LAMB's trust ratio, StableAdamW's RMS, MARS'
   gradient-correction norm, the cautious mask's rescaling) take their sums through it, so the statistic is the

@@ -46,8 +46,9 @@ class FusedKernel:
 
     def __init__(self, rule: Callable[..., None], *, native: Callable[..., bool] | None = None) -> None:
         self.rule = rule
-        #: the same rule as a C kernel (:mod:`swift_optim_zoo._native_rules`), tried first when the
-        #: hyperparameters are Python floats; it returns False for tensors it does not take
+        #: the same rule as a C kernel (:mod:`swift_optim_zoo._native_rules`,
+        #: :mod:`swift_optim_zoo._native_elementwise`), tried first when the hyperparameters are Python floats; it
+        #: returns False for tensors it does not take, True when it ran, or what the rule returns
         self.native = native
         self.native_calls = 0
         self._compiled: Callable[..., None] | None = None
@@ -66,10 +67,11 @@ class FusedKernel:
         run eagerly: dynamo specialises size 1, and a compiled loop gains nothing there.
         """
         first = tensors[0]
-        if self.native is not None and not isinstance(scalars, torch.Tensor) \
-                and self.native(*tensors, scalars=tuple(scalars), **flags):
-            self.native_calls += 1
-            return None
+        if self.native is not None and not isinstance(scalars, torch.Tensor):
+            result = self.native(*tensors, scalars=tuple(scalars), **flags)
+            if result is not False:
+                self.native_calls += 1
+                return None if result is True else result
         dtype = scalar_dtype(first.dtype)
         if isinstance(scalars, torch.Tensor):
             if scalars.dtype != dtype or scalars.dim() != 1:

@@ -6,16 +6,21 @@ direction (its column reduction is slow on CPU); inductor's CPU column reduction
 ``_native_kernels.c`` does each in one read of the matrix (OpenMP over rows, float32 in, sums
 carried in double), reading four rows side by side: on a 2048x2048 matrix about 0.9 ms each where
 ATen's square-then-reduce takes about 3. The factored parameter write (a row scale times a column
-scale times the gradient) is there too: 1.6 ms against inductor's 2.4 on the same matrix.
+scale times the gradient) is there too: 1.6 ms against inductor's 2.4 on the same matrix. The
+library also holds the whole per-tensor rules that ``fused=True`` runs on float32 CPU tensors
+(``_native_kernels.c``: Lion, schedule-free AdamW, Adam-mini, Adafactor's 1-D step;
+``_native_elementwise.c``: SGD, ADOPT, AdEMAMix, Adan, MARS, LAMB, StableAdamW, Prodigy, cautious AdamW and
+Lion; ``_native_adamw_8bit.c``: the 8-bit AdamW step), bound through :func:`bound`.
 
 * Built with the system C compiler (``$CC``, else ``cc``/``gcc``/``clang``: the one inductor needs for
   ``fused=True`` anyway) on first use, into ``$SWIFT_ZOO_CACHE_DIR`` (default
-  ``~/.cache/swift_zoo``), keyed by the source, compiler and flags; concurrent builds (several ranks)
+  ``~/.cache/swift_zoo``), keyed by the sources (:data:`SOURCES`, compiled together), compiler and flags; concurrent builds (several ranks)
   each write their own file and rename it into place. The cache follows the rules of a code cache
   (:mod:`swift_optim_zoo._code_cache`): 0700 directories, only this user's files, an HMAC recorded at
   build checked before loading, a bad entry rebuilt (never mapped: a truncated ``.so`` would SIGBUS).
-  No ``-march=native``: on x86-64 the kernels carry AVX-512/AVX2/baseline clones picked at load time,
-  so a cache shared between machines (one user's) is safe.
+  No ``-march=native``: on x86-64 the kernels carry AVX-512/AVX2/baseline clones picked at load time
+  (the 8-bit kernel's AVX-512 loops are chosen at run time), so a cache shared between machines (one user's)
+  is safe.
 * Used for contiguous float32 CPU matrices; anything else (CUDA, float64, bf16 parameters, views)
   takes the ATen expression of the same sum, or the caller's compiled kernel for the write. If the build or load fails (no compiler, read-only cache), one
   ``RuntimeWarning`` says why and every call takes the ATen path: slower, same values to rounding.
@@ -33,13 +38,21 @@ import warnings
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from swift_optim_zoo._code_cache import UntrustedCacheError, load_library
 
-SOURCE = "_native_kernels.c"
-FLAG_SETS = (["-O3", "-fPIC", "-shared", "-fopenmp"], ["-O3", "-fPIC", "-shared"])  # without OpenMP: one thread
+#: The C sources of the library, compiled together (the header first: the sources include it).
+SOURCES = ("_native_common.h", "_native_kernels.c", "_native_elementwise.c", "_native_adamw_8bit.c")
+# -ffp-contract=off: no multiply-add fused into one rounding, so a value a kernel recomputes in a later pass is
+# bitwise the one of its first pass (the cautious masks count, then apply), and the arithmetic is torch's.
+# -fno-math-errno: sqrtf as one vector instruction (with errno, each vector of square roots also checks for a
+# negative input to call libm: measured 3-4x slower steps; the GCC pragma in the header does not reach the
+# multi-versioned clones).
+_COMMON_FLAGS = ["-O3", "-fPIC", "-shared", "-ffp-contract=off", "-fno-math-errno"]
+FLAG_SETS = ([*_COMMON_FLAGS, "-fopenmp"], _COMMON_FLAGS)  # without OpenMP: one thread
 
 _library: ctypes.CDLL | None = None
 _failure: str | None = None
@@ -69,14 +82,16 @@ def _compiler() -> str:
     return compiler
 
 
-def _compile(compiler: str, flags: list[str], source: str) -> Callable[[Path], None]:
-    """A builder for :func:`load_library`: compiles ``source`` into the path it is given."""
+def _compile(compiler: str, flags: list[str], sources: dict[str, str]) -> Callable[[Path], None]:
+    """A builder for :func:`load_library`: writes ``sources`` (name -> text) beside the output and compiles the
+    ``.c`` ones into the path it is given."""
 
     def build(output: Path) -> None:
-        source_path = output.parent / SOURCE
-        source_path.write_text(source)
-        result = subprocess.run([compiler, *flags, str(source_path), "-o", str(output)],
-                                capture_output=True, text=True, check=False)
+        for name, text in sources.items():
+            (output.parent / name).write_text(text)
+        files = [str(output.parent / name) for name in sources if name.endswith(".c")]
+        result = subprocess.run([compiler, *flags, *files, "-o", str(output)], capture_output=True, text=True,
+                                check=False)
         if result.returncode != 0:
             message = f"{compiler} {' '.join(flags)}: {result.stderr.strip().splitlines()[-1:]}"
             raise RuntimeError(message)
@@ -91,13 +106,14 @@ def _warn_rejected(reason: str) -> None:
 
 def _build() -> ctypes.CDLL:
     """Load the kernels from the verified cache (:mod:`swift_optim_zoo._code_cache`), building them if needed."""
-    source = resources.files("swift_optim_zoo").joinpath(SOURCE).read_text()
+    package = resources.files("swift_optim_zoo")
+    sources = {name: package.joinpath(name).read_text() for name in SOURCES}
     compiler = _compiler()
     errors = []
     for flags in FLAG_SETS:
-        key = hashlib.sha256("\n".join([source, compiler, *flags, platform.machine()]).encode()).hexdigest()[:16]
+        key = hashlib.sha256("\n".join([*sources.values(), compiler, *flags, platform.machine()]).encode()).hexdigest()
         try:
-            library = load_library(cache_dir(), f"native-kernels-{key}.so", _compile(compiler, flags, source),
+            library = load_library(cache_dir(), f"native-kernels-{key[:16]}.so", _compile(compiler, flags, sources),
                                    on_rejected=_warn_rejected)
         except UntrustedCacheError:
             raise
@@ -130,6 +146,23 @@ def library() -> ctypes.CDLL | None:
                        "fused optimizer steps use torch ops instead (slower, same values)")
             warnings.warn(message, RuntimeWarning, stacklevel=3)
     return _library
+
+
+_bound: dict[str, Callable[..., Any]] = {}
+
+
+def bound(name: str, argtypes: list[type], restype: type | None = None) -> Callable[..., Any] | None:
+    """The library's C function ``name`` with its ctypes signature set (once), or ``None`` if the library
+    could not be built."""
+    if name not in _bound:
+        loaded = library()
+        if loaded is None:
+            return None
+        function = getattr(loaded, name)
+        function.argtypes = argtypes
+        function.restype = restype
+        _bound[name] = function
+    return _bound[name]
 
 
 def _fits_native(tensor: torch.Tensor) -> bool:

@@ -7,31 +7,8 @@
  * ctypes. Sums run in float over short stretches (16 lanes per row, blocks of 128 rows per column)
  * and in double beyond, so a column of thousands of rows keeps float32's precision.
  */
-#include <math.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "_native_common.h"
 
-/* sqrtf without errno: lets the square-root loops vectorise (no value here is negative). */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-math-errno")
-#endif
-
-/* x86-64: one build, the widest vector instructions the running CPU has (no -march=native, so a
- * cached library stays valid on another machine that shares the cache). */
-#if defined(__x86_64__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-#endif
-#ifndef MULTIVERSION
-#define MULTIVERSION
-#endif
-
-#define LANES 16     /* one vector register of floats per accumulator */
 #define ROWS 4       /* rows read side by side: four streams per core keep its memory pipeline full (measured 1.6x) */
 #define FLUSH_ROWS 128 /* column sums gather this many rows in float, then move to double */
 
@@ -178,28 +155,6 @@ MULTIVERSION static void row_range_factored_write(float *restrict p, const float
             }
         }
     }
-}
-
-static int thread_count(int requested) {
-#ifdef _OPENMP
-    return requested > 0 ? requested : 1;
-#else
-    (void)requested;
-    return 1;
-#endif
-}
-
-/* Inside a parallel region: this thread's share [*r0, *r1) of `rows` rows; returns its index, *team the team size. */
-static int team_share(int64_t rows, int64_t *r0, int64_t *r1, int *team) {
-    int t = 0;
-    *team = 1;
-#ifdef _OPENMP
-    t = omp_get_thread_num();
-    *team = omp_get_num_threads();
-#endif
-    *r0 = rows * t / *team;
-    *r1 = rows * (t + 1) / *team;
-    return t;
 }
 
 /* row_sums[i] = sum_j g_ij^2 and col_sums[j] = sum_i g_ij^2 of a rows x cols matrix; returns sum_ij extra_ij^2

@@ -15,7 +15,7 @@ under load) for inductor's compilation; the C file builds once per machine in ab
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -29,26 +29,21 @@ _SIGNATURES: dict[str, tuple[int, list[type]]] = {
     "swift_adam_mini_f32": (4, [_I64, _I64, _F32, _F32, _F32, _F32, _F32, _F32, _F32, _INT]),
     "swift_adafactor_unfactored_f32": (4, [_I64, _F32, _F32, _F32, _F32, _F32, _F32, _F32, _INT, _INT]),
 }
-_bound: dict[str, ctypes._CFuncPtr] = {}
 
 
-def _kernel(name: str, tensors: Sequence[torch.Tensor | None]) -> ctypes._CFuncPtr | None:
+def _kernel(name: str, tensors: Sequence[torch.Tensor | None]) -> Callable[..., None] | None:
     """The C function ``name`` if every given tensor suits it and the library loads, else ``None``."""
+    if not fit(tensors):
+        return None
+    pointers, scalars = _SIGNATURES[name]
+    return _native.bound(name, [_PTR] * pointers + scalars)
+
+
+def fit(tensors: Sequence[torch.Tensor | None]) -> bool:
+    """Whether the given tensors (``None`` skipped) are contiguous float32 CPU tensors of one element count."""
     present = [t for t in tensors if t is not None]
-    if not present or not all(_native._fits_native(t) for t in present):
-        return None
-    if any(t.numel() != present[0].numel() for t in present[1:]):
-        return None
-    if name not in _bound:
-        library = _native.library()
-        if library is None:
-            return None
-        function = getattr(library, name)
-        pointers, scalars = _SIGNATURES[name]
-        function.argtypes = [_PTR] * pointers + scalars
-        function.restype = None
-        _bound[name] = function
-    return _bound[name]
+    return bool(present) and all(_native._fits_native(t) for t in present) \
+        and all(t.numel() == present[0].numel() for t in present[1:])
 
 
 def _pointer(tensor: torch.Tensor | None) -> int | None:

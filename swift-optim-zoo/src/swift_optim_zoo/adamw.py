@@ -42,7 +42,8 @@ class AdamW(ZooOptimizer, torch.optim.AdamW):
 
     ``cautious=True`` (C-AdamW, arXiv:2411.16085): the update is masked where its sign disagrees with the
     gradient and rescaled by ``numel / (kept + 1)``; it steps through the zoo's element-wise rule
-    (:mod:`swift_optim_zoo._cautious_rules`, compiled when ``fused``) with torch's state layout.
+    (:mod:`swift_optim_zoo._cautious_rules`; with ``fused``, a C kernel for float32 CPU tensors, compiled
+    elsewhere) with torch's state layout.
 
     Defaults: ``lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, cautious=False``.
 

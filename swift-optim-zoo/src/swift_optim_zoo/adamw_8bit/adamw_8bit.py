@@ -13,6 +13,7 @@ from swift_optim_zoo._catalogue._distributed import BLOCKWISE
 from swift_optim_zoo._elementwise import ShardSums
 from swift_optim_zoo._fused import FusedKernel, alias, can_alias, check_fused
 from swift_optim_zoo._stepping import stepped_params
+from swift_optim_zoo.adamw_8bit._native_step import FULL_STEP, CodeBook, quantized_step
 from swift_optim_zoo.adamw_8bit._sharded import export_state, import_state, new_quantized_state, sharded_8bit_step
 from swift_optim_zoo.adamw_8bit.quantization import dequantize_blockwise, dynamic_map, midpoints, quantize_blockwise
 from swift_zoo import DistributedCapability
@@ -77,7 +78,7 @@ def adamw_full_rule(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tens
 
 
 ADAMW_8BIT_KERNEL = FusedKernel(adamw_8bit_rule)
-ADAMW_FULL_KERNEL = FusedKernel(adamw_full_rule)
+ADAMW_FULL_KERNEL = FusedKernel(adamw_full_rule, native=FULL_STEP)
 
 
 class AdamW8bit(ZooOptimizer):
@@ -103,8 +104,10 @@ class AdamW8bit(ZooOptimizer):
     process's; checkpoints hold the codes in the parameter's shape (``Shard(0)``) and the absmax whole, and load at
     any world size.
 
-    Written in torch ops: it runs on CPU and CUDA alike. ``fused=True`` compiles the rule into one pass over each
-    tensor (:mod:`swift_optim_zoo._fused`), which is what keeps the 8-bit step within 2x of fused AdamW on a CPU.
+    Written in torch ops: it runs on CPU and CUDA alike. ``fused=True`` runs it as one C kernel per tensor for
+    float32 CPU parameters (:mod:`~swift_optim_zoo.adamw_8bit._native_step`: each block decoded, stepped and encoded
+    while in cache, a code found with two table reads), which is what keeps the 8-bit step within 2x of fused AdamW
+    on a CPU; elsewhere (bf16 parameters, CUDA) it compiles the rule into one pass (:mod:`swift_optim_zoo._fused`).
     ``bf16_stochastic_rounding=True`` (bf16 parameters only) writes the float32 result back with stochastic
     rounding (torchao's ``bf16_stochastic_round``), so updates smaller than a bf16 ulp are not lost; the random bits
     come from torch's global generator, so a resumed run is the same only where that generator's state is
@@ -142,6 +145,7 @@ class AdamW8bit(ZooOptimizer):
         }
         super().__init__(params, defaults)
         self._tables: dict[torch.device, tuple[torch.Tensor, ...]] = {}
+        self._code_book: CodeBook | None = None
 
     @classmethod
     def example_kwargs(cls) -> dict[str, Any]:
@@ -223,6 +227,13 @@ class AdamW8bit(ZooOptimizer):
         blocks = state["exp_avg_absmax"].numel()
         size = group["block_size"]
         tensors = (param, grad, state["exp_avg_codes"], state["exp_avg_sq_codes"])
+        if fused and param.device.type == "cpu":  # float32: the C kernel, else the compiled rule
+            if self._code_book is None:
+                self._code_book = CodeBook(*self._maps(param.device))
+            if quantized_step(param, grad, state["exp_avg_codes"], state["exp_avg_absmax"], state["exp_avg_sq_codes"],
+                              state["exp_avg_sq_absmax"], self._code_book, block_size=size, scalars=hyper,
+                              stochastic_round=rounding):
+                return
         if fused:
             p, g, m, v = (alias(t, blocks, size) for t in tensors)
             ADAMW_8BIT_KERNEL(p, g, m, alias(state["exp_avg_absmax"]), v, alias(state["exp_avg_sq_absmax"]),

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from swift_optim_zoo import _native_elementwise
 from swift_optim_zoo._elementwise import ElementwiseOptimizer, ShardSums
 from swift_optim_zoo._fused import FusedKernel, check_fused
 from swift_zoo.optim import require_betas, require_bool, require_non_negative, require_positive
@@ -33,7 +34,7 @@ def adan_rule(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, ex
     previous_grad.copy_(grad)
 
 
-ADAN_KERNEL = FusedKernel(adan_rule)
+ADAN_KERNEL = FusedKernel(adan_rule, native=_native_elementwise.ADAN)
 
 
 class Adan(ElementwiseOptimizer):
@@ -48,7 +49,8 @@ class Adan(ElementwiseOptimizer):
     (Algorithm 1 of arXiv:2208.06677 with the bias corrections of the official code; the betas are the decay
     rates, i.e. the paper's :math:`1-\beta`). ``decoupled_weight_decay=True`` decays as AdamW,
     :math:`\theta(1-\eta\lambda) - \eta u`, instead of the proximal step (the official ``no_prox``).
-    ``fused=True`` compiles the per-tensor rule.
+    ``fused=True`` runs the per-tensor rule as one C kernel pass for float32 CPU tensors
+    (:mod:`swift_optim_zoo._native_elementwise`) and compiles it elsewhere.
 
     Defaults (the official code's): ``lr=1e-3, betas=(0.98, 0.92, 0.99), eps=1e-8, weight_decay=0``.
     State: ``exp_avg``, ``exp_avg_diff``, ``exp_avg_sq``, ``previous_grad`` (parameter dtype), ``step``.

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from swift_optim_zoo import _native_elementwise
 from swift_optim_zoo._elementwise import ElementwiseOptimizer, ShardSums, cautious_mask
 from swift_optim_zoo._fused import FusedKernel, check_fused
 from swift_zoo import ConfigError
@@ -30,7 +31,7 @@ def ademamix_rule(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor
     param.sub_(update * lr)
 
 
-ADEMAMIX_KERNEL = FusedKernel(ademamix_rule)
+ADEMAMIX_KERNEL = FusedKernel(ademamix_rule, native=_native_elementwise.ADEMAMIX)
 
 
 def beta3_schedule(step: int, beta1: float, beta3: float, warmup: int | None) -> float:
@@ -57,7 +58,9 @@ class AdEMAMix(ElementwiseOptimizer):
     ``cautious=True`` masks the update where its sign disagrees with :math:`g` (rescaled, arXiv:2411.16085; the
     whole update, as heavyball's ``caution``; pytorch_optimizer masks only :math:`m_1`); its count of kept elements
     is a whole-tensor sum, so ZeRO / FSDP1 flat partitions, which would cut it, are refused with it (FSDP2
-    all-reduces it exactly: with ``fused=False``, bitwise one process's). ``fused=True`` compiles the per-tensor rule.
+    all-reduces it exactly: with ``fused=False``, bitwise one process's). ``fused=True`` runs
+    the per-tensor rule as a C kernel for float32 CPU tensors (one pass; two with the mask:
+    :mod:`swift_optim_zoo._native_elementwise`) and compiles it elsewhere.
 
     Defaults (the paper's): ``lr=1e-3, betas=(0.9, 0.999, 0.9999), alpha=5, eps=1e-8, weight_decay=0,
     warmup_steps=None``. State: ``exp_avg``, ``exp_avg_slow``, ``exp_avg_sq`` (parameter dtype), ``step``.

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from swift_optim_zoo import _native_elementwise
 from swift_optim_zoo._elementwise import ElementwiseOptimizer, ShardSums, cautious_mask
 from swift_optim_zoo._fused import FusedKernel, check_fused
 from swift_zoo.optim import require_betas, require_bool, require_non_negative, require_positive
@@ -28,7 +29,7 @@ def adopt_rule(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, e
     exp_avg_sq.mul_(beta2).add_(grad * grad * (1 - beta2))
 
 
-ADOPT_KERNEL = FusedKernel(adopt_rule)
+ADOPT_KERNEL = FusedKernel(adopt_rule, native=_native_elementwise.ADOPT)
 
 
 class ADOPT(ElementwiseOptimizer):
@@ -45,7 +46,8 @@ class ADOPT(ElementwiseOptimizer):
     ``cautious=True`` masks :math:`m` where its sign disagrees with :math:`g` (rescaled, arXiv:2411.16085).
     Its count of kept elements is a whole-tensor sum: ZeRO / FSDP1 flat partitions, which would cut it, are
     refused with it (FSDP2 all-reduces it exactly: with ``fused=False``, bitwise one process's).
-    ``fused=True`` compiles the per-tensor rule (:mod:`swift_optim_zoo._elementwise`).
+    ``fused=True`` runs the per-tensor rule as a C kernel for float32 CPU tensors (one pass; two with the mask:
+    :mod:`swift_optim_zoo._native_elementwise`) and compiles it elsewhere (:mod:`swift_optim_zoo._elementwise`).
 
     Defaults (the paper's): ``lr=1e-3, betas=(0.9, 0.9999), eps=1e-6, weight_decay=0``. State: ``exp_avg``,
     ``exp_avg_sq`` (parameter dtype), ``step``.

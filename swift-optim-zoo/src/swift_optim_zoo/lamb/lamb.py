@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from swift_optim_zoo import _native_elementwise
 from swift_optim_zoo._catalogue._distributed import TENSOR_SUMS
 from swift_optim_zoo._elementwise import ElementwiseOptimizer, ShardSums, cautious_mask, whole_sum
 from swift_optim_zoo._fused import FusedKernel, check_fused
@@ -30,7 +31,7 @@ def lamb_rule(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, ex
     param.sub_(update * (ratio * lr))
 
 
-LAMB_KERNEL = FusedKernel(lamb_rule)
+LAMB_KERNEL = FusedKernel(lamb_rule, native=_native_elementwise.LAMB)
 
 
 class LAMB(ElementwiseOptimizer):
@@ -50,7 +51,9 @@ class LAMB(ElementwiseOptimizer):
     ratio (an lr that is :math:`1/(1-\beta_1^t)` larger early on); timm corrects both as here but does not clamp
     :math:`\lVert\theta\rVert`. This class follows the paper, with the clamp at 10 of the original implementation
     and pytorch_optimizer. ``cautious=True`` masks the Adam direction where its sign disagrees with :math:`g`
-    (arXiv:2411.16085) before the trust ratio. ``fused=True`` compiles the per-tensor rule.
+    (arXiv:2411.16085) before the trust ratio. ``fused=True`` runs the rule as a C kernel for float32 CPU tensors
+    (the moments and both norms in one pass, the write in a second; :mod:`swift_optim_zoo._native_elementwise`) and
+    compiles it elsewhere.
 
     Defaults: ``lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0, max_weight_norm=10``. State: ``exp_avg``,
     ``exp_avg_sq`` (parameter dtype), ``step``.

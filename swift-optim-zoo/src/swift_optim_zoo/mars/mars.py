@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from swift_optim_zoo import _native_elementwise
 from swift_optim_zoo._catalogue._distributed import TENSOR_SUMS
 from swift_optim_zoo._elementwise import ElementwiseOptimizer, ShardSums, cautious_mask, run_rule, whole_sum
 from swift_optim_zoo._fused import FusedKernel, check_fused
@@ -39,7 +40,7 @@ def mars_rule(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, ex
     param.sub_(update * lr)
 
 
-MARS_KERNEL = FusedKernel(mars_rule)
+MARS_KERNEL = FusedKernel(mars_rule, native=_native_elementwise.MARS)
 
 
 class MARS(ElementwiseOptimizer):
@@ -56,7 +57,8 @@ class MARS(ElementwiseOptimizer):
     with ``betas_1d`` unless ``optimize_1d=True``; here they keep the group's lr and weight decay (the zoo's
     role-based groups already exclude norms and biases from decay). The norm of :math:`c` is the whole tensor's,
     also under FSDP2 (an all-reduce: within 1e-6 of one process, not bitwise). ``cautious=True`` masks the update where its sign disagrees with :math:`g`
-    (arXiv:2411.16085). ``fused=True`` compiles the per-tensor rule.
+    (arXiv:2411.16085). ``fused=True`` runs the per-tensor rule as a C kernel for float32 CPU tensors (the norm's pass, then the
+    moments and the write; :mod:`swift_optim_zoo._native_elementwise`) and compiles it elsewhere.
 
     Defaults (the paper's code and pytorch_optimizer 4.1): ``lr=3e-3, betas=(0.95, 0.99), gamma=0.025, eps=1e-8,
     weight_decay=0, betas_1d=(0.9, 0.95)``. State: ``exp_avg``, ``exp_avg_sq``, ``last_grad`` (parameter dtype),

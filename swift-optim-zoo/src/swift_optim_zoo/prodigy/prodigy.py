@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from swift_optim_zoo import _native_elementwise
 from swift_optim_zoo._catalogue._distributed import TENSOR_SUMS
 from swift_optim_zoo._elementwise import ElementwiseOptimizer, ShardSums, run_rule
 from swift_optim_zoo._fused import FusedKernel, check_fused
@@ -49,8 +50,8 @@ def prodigy_update_rule(param: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: 
     param.sub_(exp_avg / (exp_avg_sq.sqrt() + d_eps) * dlr)
 
 
-PRODIGY_STATISTICS_KERNEL = FusedKernel(prodigy_statistics_rule)
-PRODIGY_UPDATE_KERNEL = FusedKernel(prodigy_update_rule)
+PRODIGY_STATISTICS_KERNEL = FusedKernel(prodigy_statistics_rule, native=_native_elementwise.prodigy_statistics)
+PRODIGY_UPDATE_KERNEL = FusedKernel(prodigy_update_rule, native=_native_elementwise.PRODIGY_UPDATE)
 
 
 class Prodigy(ElementwiseOptimizer):
@@ -76,8 +77,9 @@ class Prodigy(ElementwiseOptimizer):
 
     Defaults (the official's): ``lr=1.0, betas=(0.9, 0.999), beta3=None`` (:math:`\sqrt{\beta_2}`), ``eps=1e-8,
     weight_decay=0`` (decoupled), ``d0=1e-6, d_coef=1, growth_rate=None`` (unbounded), ``use_bias_correction=False,
-    safeguard_warmup=False, fused=False``. ``fused=True`` compiles the two passes (moments and the two sums;
-    the write). State: ``exp_avg``, ``exp_avg_sq``, ``s``, ``p0`` (parameter dtype), ``step``; the
+    safeguard_warmup=False, fused=False``. ``fused=True`` runs the two passes (moments and the two sums; the
+    write) as C kernels for float32 CPU tensors (:mod:`swift_optim_zoo._native_elementwise`) and compiles them
+    elsewhere. State: ``exp_avg``, ``exp_avg_sq``, ``s``, ``p0`` (parameter dtype), ``step``; the
     shared :math:`d`, :math:`d_\text{max}`, :math:`r` and step count live in every param group.
 
     .. code-block:: yaml

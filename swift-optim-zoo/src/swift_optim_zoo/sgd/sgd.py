@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from swift_optim_zoo import _native_elementwise
 from swift_optim_zoo._elementwise import ElementwiseOptimizer, ShardSums
 from swift_optim_zoo._fused import FusedKernel, check_fused
 from swift_zoo import ConfigError
@@ -29,7 +30,7 @@ def sgd_rule(param: torch.Tensor, grad: torch.Tensor, momentum_buffer: torch.Ten
     param.sub_(direction * lr)
 
 
-SGD_KERNEL = FusedKernel(sgd_rule)
+SGD_KERNEL = FusedKernel(sgd_rule, native=_native_elementwise.SGD)
 
 
 class SGD(ElementwiseOptimizer):
@@ -43,7 +44,8 @@ class SGD(ElementwiseOptimizer):
     (torch's momentum form: ``dampening`` :math:`\tau`, the buffer starts at the first gradient). With
     ``decoupled_weight_decay=False`` the decay is L2, :math:`g \leftarrow g + \lambda\theta`, exactly
     ``torch.optim.SGD``; the default decoupled form is SGDW (pytorch_optimizer's ``SGDW``), whose decay does not
-    pass through the momentum. ``fused=True`` compiles the per-tensor rule.
+    pass through the momentum. ``fused=True`` runs the per-tensor rule as one C kernel pass for float32 CPU
+    tensors (:mod:`swift_optim_zoo._native_elementwise`) and compiles it elsewhere.
 
     Defaults: ``lr=1e-3, momentum=0.9, dampening=0, nesterov=False, weight_decay=0``. State:
     ``momentum_buffer`` (parameter dtype), ``step``.

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from swift_optim_zoo import _native_elementwise
 from swift_optim_zoo._catalogue._distributed import TENSOR_SUMS
 from swift_optim_zoo._elementwise import ElementwiseOptimizer, ShardSums, whole_numel, whole_sum
 from swift_optim_zoo._fused import FusedKernel, check_fused
@@ -36,7 +37,7 @@ def stable_adamw_rule(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Te
     param.sub_(exp_avg / (exp_avg_sq.sqrt() + eps) * step_size)
 
 
-STABLE_ADAMW_KERNEL = FusedKernel(stable_adamw_rule)
+STABLE_ADAMW_KERNEL = FusedKernel(stable_adamw_rule, native=_native_elementwise.STABLE_ADAMW)
 
 
 class StableAdamW(ElementwiseOptimizer):
@@ -53,7 +54,9 @@ class StableAdamW(ElementwiseOptimizer):
     their own bias corrections). The mean is over the whole tensor, also under FSDP2 (an all-reduce:
     within 1e-6 of one process, not bitwise).
     Matches pytorch_optimizer 4.1's ``StableAdamW`` (without its Kahan summation for bf16 parameters) and
-    torch-optimi's. ``fused=True`` compiles the per-tensor rule.
+    torch-optimi's. ``fused=True`` runs the rule as a C kernel for float32 CPU
+    tensors (the moments and the RMS in one pass, the write in a second; :mod:`swift_optim_zoo._native_elementwise`)
+    and compiles it elsewhere.
 
     Defaults (the paper's): ``lr=1e-3, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.01``. State: ``exp_avg``,
     ``exp_avg_sq`` (parameter dtype), ``step``.

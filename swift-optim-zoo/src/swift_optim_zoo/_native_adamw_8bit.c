@@ -1,0 +1,277 @@
+/* adamw_8bit/adamw_8bit.py::adamw_8bit_rule as a C kernel (fused=True on float32 CPU parameters): per block of
+ * `size` elements, the moments are decoded from their uint8 codes (the dynamic map times the block's absmax),
+ * updated, the parameter written with the unrounded new moments, and the moments encoded again with the block's new
+ * absmax: one pass over memory, the block's new moments kept in a per-thread scratch (L1) between its two loops.
+ *
+ * Encoding is bucketize(x / absmax, midpoints, right=True), i.e. the code of the nearest map value (ties up), found
+ * without a search: the float bits of y = x / absmax (sign, exponent, the top MANTISSA_BITS of the mantissa) index a
+ * table built by swift_optim_zoo/adamw_8bit/_code_tables.py whose entry holds the code at the start of y's bucket
+ * (bits 17 and up) and the low 16 bits of the one midpoint inside the bucket, if any (bits 0-16; 0x10000: none), so
+ * the code is base + (low bits of y >= key): one table read where a binary search takes eight. The table is built
+ * from the same midpoints with torch.bucketize, so the codes are exactly the torch rule's.
+ *
+ * With AVX-512 (checked at run time) 16 elements go at once: the 256-value maps are read with in-register
+ * permutes (three times faster than a gather here) and the code table with a gather. Arithmetic in float32 in the
+ * order of the Python rule, its scalars (1 - beta1, 1 - lr wd...) computed in double and rounded once, as the eager
+ * rule's Python arithmetic; built with -ffp-contract=off as the other kernels.
+ */
+#include "_native_common.h"
+
+#define MANTISSA_BITS 7     /* must match _code_tables.MANTISSA_BITS */
+#define LOWEST_EXPONENT 103 /* biased exponent of 2^-24, below every midpoint: _code_tables.LOWEST_EXPONENT */
+#define BUCKETS (((127 - LOWEST_EXPONENT) << MANTISSA_BITS) + 2) /* per sign: tiny, the binades, |y| >= 1 */
+#define LOW_BITS (23 - MANTISSA_BITS)                            /* the bits of |y| below its bucket's */
+#define LOW_MASK ((1 << LOW_BITS) - 1)
+
+/* The code of y from the table (its bucket by magnitude, then by sign; NaN counts as positive, as
+ * torch.bucketize sorts it above every midpoint). */
+static inline uint8_t encode_one(float y, const int32_t *table) {
+    uint32_t bits;
+    memcpy(&bits, &y, sizeof(bits));
+    uint32_t magnitude = bits & 0x7fffffffu;
+    int32_t key = (int32_t)(magnitude >> LOW_BITS) - (LOWEST_EXPONENT << MANTISSA_BITS) + 1;
+    key = key < 0 ? 0 : key;
+    key = key > BUCKETS - 1 ? BUCKETS - 1 : key;
+    int negative = (bits >> 31) && magnitude <= 0x7f800000u;
+    int32_t low = (int32_t)(magnitude & LOW_MASK);
+    int32_t entry = table[key + (negative ? BUCKETS : 0)];
+    int32_t position = negative ? LOW_MASK - low : low;
+    return (uint8_t)((entry >> 17) + (position >= (entry & 0x1ffff)));
+}
+
+/* The constants of a step: k = (lr, 1 - beta1, 1 - beta2, eps, 1 - lr wd, bc1, sqrt_bc2). */
+typedef struct {
+    float lr, one_minus_b1, one_minus_b2, eps, shrink, bc1, sqrt_bc2;
+} Step;
+
+/* One block: decode, step, write the parameter, keep the new moments in m_new / v_new; their absolute maxima in
+ * *m_max, *v_max (NaN if a moment is NaN, as torch's amax). */
+static void block_step(float *restrict p, const float *restrict g, const uint8_t *restrict m_codes,
+                       const uint8_t *restrict v_codes, float m_scale, float v_scale, int64_t size,
+                       const float *restrict signed_map, const float *restrict unsigned_map, float *restrict m_new,
+                       float *restrict v_new, Step k, float *m_max, float *v_max) {
+    float top_m = 0.0f, top_v = 0.0f;
+    int nan = 0;
+    for (int64_t j = 0; j < size; ++j) {
+        float gj = g[j];
+        float m = signed_map[m_codes[j]] * m_scale, v = unsigned_map[v_codes[j]] * v_scale;
+        m = m + (gj - m) * k.one_minus_b1;
+        v = v + (gj * gj - v) * k.one_minus_b2;
+        p[j] = p[j] * k.shrink - (m / k.bc1) / (sqrtf(v) / k.sqrt_bc2 + k.eps) * k.lr;
+        m_new[j] = m, v_new[j] = v;
+        top_m = fmaxf(top_m, fabsf(m));
+        top_v = fmaxf(top_v, fabsf(v));
+        nan |= (m != m) | (v != v);
+    }
+    *m_max = nan ? NAN : top_m;
+    *v_max = nan ? NAN : top_v;
+}
+
+static void block_encode(const float *restrict values, float absmax, int64_t size, const int32_t *restrict table,
+                         uint8_t *restrict codes) {
+    for (int64_t j = 0; j < size; ++j) codes[j] = encode_one(values[j] / absmax, table);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define AVX512_PATH 1
+#define AVX512 __attribute__((target("avx512f")))
+
+/* map[index] for 16 indices in [0, 256), the map in 16 registers: eight two-register permutes by the low five bits,
+ * then three rounds of blends by bits 5, 6 and 7. */
+AVX512 static inline __m512 lookup256(const __m512 *map, __m512i index) {
+    __m512 r[8];
+    for (int i = 0; i < 8; ++i) r[i] = _mm512_permutex2var_ps(map[2 * i], index, map[2 * i + 1]);
+    for (int bit = 5, width = 8; bit < 8; ++bit, width /= 2) {
+        __mmask16 high = _mm512_test_epi32_mask(index, _mm512_set1_epi32(1 << bit));
+        for (int i = 0; i < width / 2; ++i) r[i] = _mm512_mask_blend_ps(high, r[2 * i], r[2 * i + 1]);
+    }
+    return r[0];
+}
+
+/* block_step, 16 lanes; the last size % 16 elements through block_step (same operations in the same order). */
+AVX512 static void block_step_avx512(float *restrict p, const float *restrict g, const uint8_t *restrict m_codes,
+                                     const uint8_t *restrict v_codes, float m_scale, float v_scale, int64_t size,
+                                     const __m512 *signed_map, const __m512 *unsigned_map, const float *scalar_signed,
+                                     const float *scalar_unsigned, float *restrict m_new, float *restrict v_new,
+                                     Step k, float *m_max, float *v_max) {
+    __m512 lr = _mm512_set1_ps(k.lr), one_minus_b1 = _mm512_set1_ps(k.one_minus_b1);
+    __m512 one_minus_b2 = _mm512_set1_ps(k.one_minus_b2), eps = _mm512_set1_ps(k.eps);
+    __m512 shrink = _mm512_set1_ps(k.shrink), bc1 = _mm512_set1_ps(k.bc1), sqrt_bc2 = _mm512_set1_ps(k.sqrt_bc2);
+    __m512 ms = _mm512_set1_ps(m_scale), vs = _mm512_set1_ps(v_scale);
+    __m512 top_m = _mm512_setzero_ps(), top_v = _mm512_setzero_ps();
+    __mmask16 nan = 0;
+    int64_t j = 0;
+    for (; j + 16 <= size; j += 16) {
+        __m512i mc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(m_codes + j)));
+        __m512i vc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(v_codes + j)));
+        __m512 m = _mm512_mul_ps(lookup256(signed_map, mc), ms);
+        __m512 v = _mm512_mul_ps(lookup256(unsigned_map, vc), vs);
+        __m512 gj = _mm512_loadu_ps(g + j);
+        m = _mm512_add_ps(m, _mm512_mul_ps(_mm512_sub_ps(gj, m), one_minus_b1));
+        v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_sub_ps(_mm512_mul_ps(gj, gj), v), one_minus_b2));
+        __m512 den = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(v), sqrt_bc2), eps);
+        __m512 step = _mm512_mul_ps(_mm512_div_ps(_mm512_div_ps(m, bc1), den), lr);
+        _mm512_storeu_ps(p + j, _mm512_sub_ps(_mm512_mul_ps(_mm512_loadu_ps(p + j), shrink), step));
+        _mm512_storeu_ps(m_new + j, m);
+        _mm512_storeu_ps(v_new + j, v);
+        top_m = _mm512_max_ps(top_m, _mm512_abs_ps(m));
+        top_v = _mm512_max_ps(top_v, _mm512_abs_ps(v));
+        nan |= _mm512_cmp_ps_mask(m, v, _CMP_UNORD_Q);
+    }
+    float tail_m = 0.0f, tail_v = 0.0f;
+    if (j < size)
+        block_step(p + j, g + j, m_codes + j, v_codes + j, m_scale, v_scale, size - j, scalar_signed,
+                   scalar_unsigned, m_new + j, v_new + j, k, &tail_m, &tail_v);
+    float lanes_m = _mm512_reduce_max_ps(top_m), lanes_v = _mm512_reduce_max_ps(top_v);
+    *m_max = nan || tail_m != tail_m ? NAN : fmaxf(lanes_m, tail_m);
+    *v_max = nan || tail_v != tail_v ? NAN : fmaxf(lanes_v, tail_v);
+}
+
+/* block_encode, 16 lanes (encode_one's steps with vector operations; the table read is a gather). */
+AVX512 static void block_encode_avx512(const float *restrict values, float absmax, int64_t size,
+                                       const int32_t *restrict table, uint8_t *restrict codes) {
+    __m512 scale = _mm512_set1_ps(absmax);
+    __m512i magnitude_mask = _mm512_set1_epi32(0x7fffffff), infinity = _mm512_set1_epi32(0x7f800000);
+    __m512i offset = _mm512_set1_epi32((LOWEST_EXPONENT << MANTISSA_BITS) - 1), zero = _mm512_setzero_si512();
+    __m512i last = _mm512_set1_epi32(BUCKETS - 1), buckets = _mm512_set1_epi32(BUCKETS);
+    __m512i low_mask = _mm512_set1_epi32(LOW_MASK), key_mask = _mm512_set1_epi32(0x1ffff);
+    __m512i one = _mm512_set1_epi32(1);
+    int64_t j = 0;
+    for (; j + 16 <= size; j += 16) {
+        __m512 y = _mm512_div_ps(_mm512_loadu_ps(values + j), scale);
+        __m512i bits = _mm512_castps_si512(y);
+        __m512i magnitude = _mm512_and_si512(bits, magnitude_mask);
+        __m512i bucket = _mm512_sub_epi32(_mm512_srli_epi32(magnitude, LOW_BITS), offset);
+        bucket = _mm512_min_epi32(_mm512_max_epi32(bucket, zero), last);
+        __mmask16 negative = _mm512_cmplt_epi32_mask(bits, zero) & _mm512_cmple_epu32_mask(magnitude, infinity);
+        bucket = _mm512_mask_add_epi32(bucket, negative, bucket, buckets);
+        __m512i low = _mm512_and_si512(magnitude, low_mask);
+        __m512i position = _mm512_mask_sub_epi32(low, negative, low_mask, low);
+        __m512i entry = _mm512_i32gather_epi32(bucket, table, 4);
+        __mmask16 above = _mm512_cmpge_epi32_mask(position, _mm512_and_si512(entry, key_mask));
+        __m512i code = _mm512_mask_add_epi32(_mm512_srli_epi32(entry, 17), above, _mm512_srli_epi32(entry, 17), one);
+        _mm_storeu_si128((__m128i *)(codes + j), _mm512_cvtepi32_epi8(code));
+    }
+    if (j < size) block_encode(values + j, absmax, size - j, table, codes + j);
+}
+
+AVX512 static void blocks_avx512(float *p, const float *g, uint8_t *m_codes, float *m_absmax, uint8_t *v_codes,
+                                 float *v_absmax, int64_t b0, int64_t b1, int64_t size, const float *signed_map,
+                                 const float *unsigned_map, const int32_t *signed_table,
+                                 const int32_t *unsigned_table, float *scratch, Step k) {
+    __m512 signed_regs[16], unsigned_regs[16];
+    for (int i = 0; i < 16; ++i) {
+        signed_regs[i] = _mm512_loadu_ps(signed_map + 16 * i);
+        unsigned_regs[i] = _mm512_loadu_ps(unsigned_map + 16 * i);
+    }
+    float *m_new = scratch, *v_new = scratch + size;
+    for (int64_t b = b0; b < b1; ++b) {
+        int64_t off = b * size;
+        float m_max, v_max;
+        block_step_avx512(p + off, g + off, m_codes + off, v_codes + off, m_absmax[b], v_absmax[b], size,
+                          signed_regs, unsigned_regs, signed_map, unsigned_map, m_new, v_new, k, &m_max, &v_max);
+        m_max = m_max < 1e-12f ? 1e-12f : m_max; /* clamp(min=1e-12), NaN kept */
+        v_max = v_max < 1e-12f ? 1e-12f : v_max;
+        block_encode_avx512(m_new, m_max, size, signed_table, m_codes + off);
+        block_encode_avx512(v_new, v_max, size, unsigned_table, v_codes + off);
+        m_absmax[b] = m_max;
+        v_absmax[b] = v_max;
+    }
+}
+#endif
+
+static void blocks_scalar(float *p, const float *g, uint8_t *m_codes, float *m_absmax, uint8_t *v_codes,
+                          float *v_absmax, int64_t b0, int64_t b1, int64_t size, const float *signed_map,
+                          const float *unsigned_map, const int32_t *signed_table, const int32_t *unsigned_table,
+                          float *scratch, Step k) {
+    float *m_new = scratch, *v_new = scratch + size;
+    for (int64_t b = b0; b < b1; ++b) {
+        int64_t off = b * size;
+        float m_max, v_max;
+        block_step(p + off, g + off, m_codes + off, v_codes + off, m_absmax[b], v_absmax[b], size, signed_map,
+                   unsigned_map, m_new, v_new, k, &m_max, &v_max);
+        m_max = m_max < 1e-12f ? 1e-12f : m_max;
+        v_max = v_max < 1e-12f ? 1e-12f : v_max;
+        block_encode(m_new, m_max, size, signed_table, m_codes + off);
+        block_encode(v_new, v_max, size, unsigned_table, v_codes + off);
+        m_absmax[b] = m_max;
+        v_absmax[b] = v_max;
+    }
+}
+
+/* The step on `blocks` blocks of `size` elements; scratch: room for threads * 2 * size floats. vector: 0 forces
+ * the scalar loops (tests compare the two). */
+void swift_adamw_8bit_f32(float *p, const float *g, uint8_t *m_codes, float *m_absmax, uint8_t *v_codes,
+                          float *v_absmax, int64_t blocks, int64_t size, const float *signed_map,
+                          const float *unsigned_map, const int32_t *signed_table, const int32_t *unsigned_table,
+                          float *scratch, double lr, double beta1, double beta2, double eps, double weight_decay,
+                          double bc1, double sqrt_bc2, int vector, int threads) {
+    Step k = {(float)lr,  (float)(1.0 - beta1), (float)(1.0 - beta2), (float)eps, (float)(1.0 - lr * weight_decay),
+              (float)bc1, (float)sqrt_bc2};
+    int wide = 0;
+#ifdef AVX512_PATH
+    wide = vector && __builtin_cpu_supports("avx512f");
+#endif
+    (void)vector;
+    int nt = thread_count(threads);
+    nt = (int64_t)nt > blocks ? (int)blocks : nt;
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt > 0 ? nt : 1)
+#endif
+    {
+        int64_t b0, b1;
+        int team, t = team_share(blocks, &b0, &b1, &team);
+        float *mine = scratch + 2 * size * (int64_t)t;
+#ifdef AVX512_PATH
+        if (wide)
+            blocks_avx512(p, g, m_codes, m_absmax, v_codes, v_absmax, b0, b1, size, signed_map, unsigned_map,
+                          signed_table, unsigned_table, mine, k);
+        else
+#endif
+            blocks_scalar(p, g, m_codes, m_absmax, v_codes, v_absmax, b0, b1, size, signed_map, unsigned_map,
+                          signed_table, unsigned_table, mine, k);
+    }
+}
+
+/* codes[i] = the code of values[i] / absmax (what a step does to each block's new moments); vector as above. */
+void swift_encode_f32(const float *values, int64_t n, float absmax, const int32_t *table, uint8_t *codes, int vector) {
+#ifdef AVX512_PATH
+    if (vector && __builtin_cpu_supports("avx512f")) {
+        block_encode_avx512(values, absmax, n, table, codes);
+        return;
+    }
+#endif
+    (void)vector;
+    block_encode(values, absmax, n, table, codes);
+}
+
+/* adamw_8bit.py::adamw_full_rule (moments kept in float32: tensors below min_8bit_size), the same arithmetic:
+ * m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2); p = p (1 - lr wd) - lr (m / bc1) / (sqrt(v) / sqrt_bc2 + eps). */
+MULTIVERSION static void full_range(const Rule *r, int64_t i0, int64_t i1, Sums *out) {
+    float *restrict p = r->p, *restrict m = r->s[0], *restrict v = r->s[1];
+    const float *restrict g = r->g;
+    float lr = r->k[0], one_minus_b1 = r->k[1], one_minus_b2 = r->k[2], eps = r->k[3], shrink = r->k[4];
+    float bc1 = r->k[5], sqrt_bc2 = r->k[6];
+    (void)out;
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) {
+        float gi = g[i], mi = m[i], vi = v[i];
+        mi = mi + (gi - mi) * one_minus_b1;
+        vi = vi + (gi * gi - vi) * one_minus_b2;
+        p[i] = p[i] * shrink - (mi / bc1) / (sqrtf(vi) / sqrt_bc2 + eps) * lr;
+        m[i] = mi, v[i] = vi;
+    }
+}
+
+void swift_adamw_full_f32(float *p, const float *g, float *m, float *v, int64_t n, double lr, double beta1,
+                          double beta2, double eps, double weight_decay, double bc1, double sqrt_bc2, int threads) {
+    Rule r;
+    memset(&r, 0, sizeof(r));
+    r.p = p, r.g = g, r.s[0] = m, r.s[1] = v;
+    float k[] = {(float)lr,  (float)(1.0 - beta1), (float)(1.0 - beta2), (float)eps, (float)(1.0 - lr * weight_decay),
+                 (float)bc1, (float)sqrt_bc2};
+    memcpy(r.k, k, sizeof(k));
+    run_split(full_range, &r, n, threads);
+}
