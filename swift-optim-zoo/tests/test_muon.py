@@ -260,3 +260,16 @@ def test_invalid_adjust_lr_names_expected_and_found() -> None:
         Muon([nn.Parameter(torch.zeros(2, 2))], adjust_lr_fn="rms")
     with pytest.raises(swift_zoo.ConfigError, match=r"optimizer 'muon': momentum must be in \[0.0, 1.0\), got 1.5"):
         Muon([nn.Parameter(torch.zeros(2, 2))], momentum=1.5)
+
+
+@pytest.mark.parametrize("shape", [(16, 16), (16, 32), (32, 16), (48, 48)])
+def test_a_matrix_orthogonalises_alike_in_any_stack(shape: tuple[int, int]) -> None:
+    """One process stacks q/k/v/o together, an FSDP2 owner rank orthogonalises the ones it owns: each matrix's bf16
+    result must not depend on its stack (a bf16 bmm over a stack once rounded 16x16 matrices differently)."""
+    gen = torch.Generator().manual_seed(0)
+    matrices = [torch.randn(*shape, generator=gen) for _ in range(600)]
+    stacked = newton_schulz_orthogonalize_batch(matrices)
+    pairs = newton_schulz_orthogonalize_batch(matrices[:2])
+    differ = [i for i, m in enumerate(matrices) if not torch.equal(stacked[i], newton_schulz_orthogonalize(m))]
+    assert not differ, f"expected each matrix's result alone to equal its result in the stack, found {len(differ)} differ"
+    assert all(torch.equal(a, b) for a, b in zip(pairs, stacked[:2]))

@@ -53,7 +53,8 @@ def newton_schulz_orthogonalize_batch(
 ) -> list[torch.Tensor]:
     """:func:`newton_schulz_orthogonalize` of each of ``matrices`` (each ``[A, B]`` or ``[E, A, B]``,
     all with the same ``A, B`` and device) as one batched iteration: the same products, matrix by
-    matrix, as the one-at-a-time call (``torch.baddbmm`` over the stack). Returns one tensor per
+    matrix, as the one-at-a-time call (each matrix's products into its slice of buffers shared by the stack, so
+    a matrix's result does not depend on which others it is stacked with). Returns one tensor per
     input, its shape, in ``dtype`` (views into the stack)."""
     if not matrices:
         return []
@@ -71,15 +72,21 @@ def newton_schulz_orthogonalize_batch(
     for m, n in zip(matrices, counts):
         x[start:start + n].copy_((m.mT if transposed else m).reshape(n, rows, cols))
         start += n
-    norms = torch.linalg.vector_norm(x, dim=(-2, -1), keepdim=True)
-    x.div_(norms.clamp_(min=eps))
     gram = x.new_empty(x.shape[0], rows, rows)
     poly = torch.empty_like(gram)
     spare = torch.empty_like(x)
-    for _ in range(steps):
-        torch.bmm(x, x.mT, out=gram)
-        torch.baddbmm(gram, gram, gram, beta=b, alpha=c, out=poly)
-        torch.baddbmm(x, poly, x, beta=a, out=spare)
+    # Matrix by matrix into slices of the shared buffers, not one bmm over the stack: a bf16 bmm's blocking
+    # depends on the batch size on CPU, so the same matrix could round differently in a stack of 4 (one
+    # process) than alone (an FSDP2 owner rank); one product per matrix is the same work.
+    for i in range(x.shape[0]):
+        x[i].div_(torch.linalg.vector_norm(x[i]).clamp_(min=eps))
+        current, other = x[i], spare[i]
+        for _ in range(steps):
+            torch.mm(current, current.mT, out=gram[i])
+            torch.addmm(gram[i], gram[i], gram[i], beta=b, alpha=c, out=poly[i])
+            torch.addmm(current, poly[i], current, beta=a, out=other)
+            current, other = other, current
+    if steps % 2:
         x, spare = spare, x
     del gram, poly, spare
     out, start = [], 0
