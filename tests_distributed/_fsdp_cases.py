@@ -305,6 +305,12 @@ def exchange_checks(mesh: Any) -> dict[str, Any]:
     checks["scatter_whole_exact"] = all(torch.equal(b, f * 2) for b, f in zip(whole_back, fulls))
     sums = sum_over_shards(params, [p.to_local().sum(dim=0) for p in params])
     checks["sums_close"] = all(torch.allclose(s, f.sum(dim=0), rtol=1e-6, atol=1e-6) for s, f in zip(sums, fulls))
+    from swift_optim_zoo._elementwise import ShardSums
+
+    with communication_ledger() as ledger:  # an element-wise rule's whole-tensor sum (LAMB's norms, ...)
+        whole = ShardSums(params[0]).sum(params[0].to_local())
+    checks["shard_sum_exact"] = bool(torch.allclose(whole, fulls[0].sum(), rtol=1e-6, atol=1e-6))
+    checks["shard_sum_bytes"] = ledger.bytes_sent.get("all_reduce", 0.0)
     return checks
 
 

@@ -238,6 +238,8 @@ def test_owners_are_balanced_and_bytes_counted_exactly(world, ranks):
         if owner != 0:  # rank 0 sends its rows (bf16: 2 bytes) to every owner but itself
             sent += (stop - start) * int(torch.tensor(more).prod()) * 2
     assert checks["gather_bytes"] == sent
+    assert checks["shard_sum_exact"], "ShardSums.sum differs from the whole tensor's sum"
+    assert checks["shard_sum_bytes"] == 2 * (world - 1) / world * 4, "a float32 all-reduce (ring) not counted"
 
 
 # ----------------------------------------------------------------------------- refusals

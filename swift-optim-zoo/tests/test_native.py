@@ -153,3 +153,30 @@ def test_bf16_extra_keeps_the_matrix_native() -> None:
     torch.testing.assert_close(rows, rows32, rtol=0, atol=0)
     torch.testing.assert_close(cols, cols32, rtol=0, atol=0)
     torch.testing.assert_close(extra, extra32, rtol=1e-6, atol=0)
+
+
+@pytest.mark.usefixtures("built")
+def test_a_step_builds_only_the_library_its_kernels_are_in(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    """A first fused Lion step compiles _native_kernels.c alone (the first-step cost); SGD's adds the element-wise
+    library, AdamW8bit's the 8-bit one; each kernel name resolves to the one C file that defines it."""
+    import swift_zoo
+
+    monkeypatch.setattr(_native, "_library", None)
+    monkeypatch.setattr(_native, "_failure", None)
+    monkeypatch.setattr(_native, "_units", {})
+    monkeypatch.setattr(_native, "_bound", {})
+    monkeypatch.setenv("SWIFT_ZOO_CACHE_DIR", str(tmp_path))
+
+    def built_units() -> list[str]:
+        return sorted(path.name.split("-")[1] for path in tmp_path.glob("native-*.so"))  # type: ignore[attr-defined]
+
+    for name, expected in (("lion", ["kernels"]), ("sgd", ["elementwise", "kernels"]),
+                           ("adamw_8bit", ["adamw_8bit", "elementwise", "kernels"])):
+        param = torch.nn.Parameter(torch.randn(64, 64))
+        param.grad = torch.randn(64, 64)
+        kwargs = {"min_8bit_size": 0, "block_size": 64} if name == "adamw_8bit" else {}
+        swift_zoo.build_optimizer(name, [param], lr=1e-3, fused=True, **kwargs).step()
+        assert built_units() == expected, name
+    assert _native.unit_of("swift_lamb_f32") == "elementwise" and _native.unit_of("swift_encode_f32") == "adamw_8bit"
+    with pytest.raises(LookupError, match=r"expected its definition in one of .* found \[\]"):
+        _native.unit_of("swift_no_such_kernel")

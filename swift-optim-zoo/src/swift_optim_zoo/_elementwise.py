@@ -53,8 +53,12 @@ class ShardSums:
         if self._group is not None:
             import torch.distributed as dist
 
+            from swift_zoo.optim._sharding import record_collective
+
             partial = partial.clone()
             dist.all_reduce(partial, op=dist.ReduceOp.SUM, group=self._group)
+            world = dist.get_world_size(self._group)
+            record_collective("all_reduce", 2 * (world - 1) / world * partial.numel() * partial.element_size())
         return partial
 
 

@@ -14,7 +14,9 @@ Lion; ``_native_adamw_8bit.c``: the 8-bit AdamW step), bound through :func:`boun
 
 * Built with the system C compiler (``$CC``, else ``cc``/``gcc``/``clang``: the one inductor needs for
   ``fused=True`` anyway) on first use, into ``$SWIFT_ZOO_CACHE_DIR`` (default
-  ``~/.cache/swift_zoo``), keyed by the sources (:data:`SOURCES`, compiled together), compiler and flags; concurrent builds (several ranks)
+  ``~/.cache/swift_zoo``), one library per C file (:data:`UNITS`, each with the shared header) built when a
+  kernel of it is first needed -- a first fused Lion step compiles ``_native_kernels.c`` only -- keyed by its
+  sources, compiler and flags; concurrent builds (several ranks)
   each write their own file and rename it into place. The cache follows the rules of a code cache
   (:mod:`swift_optim_zoo._code_cache`): 0700 directories, only this user's files, an HMAC recorded at
   build checked before loading, a bad entry rebuilt (never mapped: a truncated ``.so`` would SIGBUS).
@@ -32,6 +34,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import warnings
@@ -44,8 +47,12 @@ import torch
 
 from swift_optim_zoo._code_cache import UntrustedCacheError, load_library
 
-#: The C sources of the library, compiled together (the header first: the sources include it).
-SOURCES = ("_native_common.h", "_native_kernels.c", "_native_elementwise.c", "_native_adamw_8bit.c")
+#: The libraries, each its C file built with the shared header (the C files include it): a step waits only for
+#: the library its kernels are in. ``kernels`` (Adafactor, APOLLO, Lion, Adam-mini, schedule-free) is
+#: :func:`library`'s default.
+HEADER = "_native_common.h"
+UNITS = {"kernels": "_native_kernels.c", "elementwise": "_native_elementwise.c", "adamw_8bit": "_native_adamw_8bit.c"}
+SOURCES = (HEADER, *UNITS.values())
 # -ffp-contract=off: no multiply-add fused into one rounding, so a value a kernel recomputes in a later pass is
 # bitwise the one of its first pass (the cautious masks count, then apply), and the arithmetic is torch's.
 # -fno-math-errno: sqrtf as one vector instruction (with errno, each vector of square roots also checks for a
@@ -54,8 +61,9 @@ SOURCES = ("_native_common.h", "_native_kernels.c", "_native_elementwise.c", "_n
 _COMMON_FLAGS = ["-O3", "-fPIC", "-shared", "-ffp-contract=off", "-fno-math-errno"]
 FLAG_SETS = ([*_COMMON_FLAGS, "-fopenmp"], _COMMON_FLAGS)  # without OpenMP: one thread
 
-_library: ctypes.CDLL | None = None
-_failure: str | None = None
+_library: ctypes.CDLL | None = None  # the default unit's
+_failure: str | None = None  # why the default unit (or, after it, another) could not be built
+_units: dict[str, ctypes.CDLL | None] = {}  # the other units, None once they failed
 
 
 def cache_dir() -> Path:
@@ -104,22 +112,25 @@ def _warn_rejected(reason: str) -> None:
     warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
-def _build() -> ctypes.CDLL:
-    """Load the kernels from the verified cache (:mod:`swift_optim_zoo._code_cache`), building them if needed."""
+def _build(unit: str = "kernels") -> ctypes.CDLL:
+    """Load ``unit``'s kernels from the verified cache (:mod:`swift_optim_zoo._code_cache`), building them if
+    needed."""
     package = resources.files("swift_optim_zoo")
-    sources = {name: package.joinpath(name).read_text() for name in SOURCES}
+    sources = {name: package.joinpath(name).read_text() for name in (HEADER, UNITS[unit])}
     compiler = _compiler()
     errors = []
     for flags in FLAG_SETS:
         key = hashlib.sha256("\n".join([*sources.values(), compiler, *flags, platform.machine()]).encode()).hexdigest()
         try:
-            library = load_library(cache_dir(), f"native-kernels-{key[:16]}.so", _compile(compiler, flags, sources),
+            library = load_library(cache_dir(), f"native-{unit}-{key[:16]}.so", _compile(compiler, flags, sources),
                                    on_rejected=_warn_rejected)
         except UntrustedCacheError:
             raise
         except RuntimeError as exc:  # this flag set does not compile here: try the next
             errors.append(str(exc))
             continue
+        if unit != "kernels":
+            return library
         library.swift_square_sums_f32.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                                                   ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
         library.swift_square_sums_f32.restype = ctypes.c_double
@@ -134,18 +145,45 @@ def _build() -> ctypes.CDLL:
     raise RuntimeError("; ".join(errors))
 
 
-def library() -> ctypes.CDLL | None:
-    """The loaded kernels, built on the first call; ``None`` (after one warning) if that failed."""
+def library(unit: str = "kernels") -> ctypes.CDLL | None:
+    """The loaded kernels of ``unit`` (:data:`UNITS`), built on the first call; ``None`` (after one warning) if
+    that failed."""
     global _library, _failure
-    if _library is None and _failure is None:
-        try:
-            _library = _build()
-        except Exception as exc:  # no compiler, compile error, unwritable cache, load error: fall back to ATen
-            _failure = f"{type(exc).__name__}: {exc}"
-            message = (f"swift_optim_zoo: the native kernels could not be built ({_failure}); "
-                       "fused optimizer steps use torch ops instead (slower, same values)")
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
-    return _library
+    if unit == "kernels":
+        if _library is None and _failure is None:
+            _library = _try_build(unit)
+        return _library
+    if unit not in _units:
+        _units[unit] = _try_build(unit)
+    return _units[unit]
+
+
+def _try_build(unit: str) -> ctypes.CDLL | None:
+    global _failure
+    try:
+        return _build(unit)
+    except Exception as exc:  # no compiler, compile error, unwritable cache, load error: fall back to ATen
+        _failure = f"{type(exc).__name__}: {exc}"
+        message = (f"swift_optim_zoo: the native kernels could not be built ({_failure}); "
+                   "fused optimizer steps use torch ops instead (slower, same values)")
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+        return None
+
+
+_unit_of: dict[str, str] = {}
+
+
+def unit_of(name: str) -> str:
+    """The unit whose C file defines the function ``name``."""
+    if name not in _unit_of:
+        package = resources.files("swift_optim_zoo")
+        definition = re.compile(rf"^[A-Za-z_][\w \*]*\b{re.escape(name)}\(", re.MULTILINE)
+        found = [unit for unit, source in UNITS.items() if definition.search(package.joinpath(source).read_text())]
+        if len(found) != 1:
+            message = f"native kernel {name!r}: expected its definition in one of {sorted(UNITS.values())}, found {found}"
+            raise LookupError(message)
+        _unit_of[name] = found[0]
+    return _unit_of[name]
 
 
 _bound: dict[str, Callable[..., Any]] = {}
@@ -155,7 +193,7 @@ def bound(name: str, argtypes: list[type], restype: type | None = None) -> Calla
     """The library's C function ``name`` with its ctypes signature set (once), or ``None`` if the library
     could not be built."""
     if name not in _bound:
-        loaded = library()
+        loaded = library(unit_of(name))
         if loaded is None:
             return None
         function = getattr(loaded, name)
