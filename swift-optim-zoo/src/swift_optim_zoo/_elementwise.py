@@ -30,6 +30,7 @@ from swift_optim_zoo._fused import FusedKernel, alias, can_alias
 from swift_optim_zoo._stepping import stepped_params
 from swift_zoo import DistributedCapability
 from swift_zoo.optim import ZooOptimizer, is_dtensor, local_tensor
+from swift_zoo.optim._sharding import record_collective
 
 
 class ShardSums:
@@ -52,8 +53,6 @@ class ShardSums:
         """``partial`` summed over the ranks that hold the other shards (as it is for a replicated tensor)."""
         if self._group is not None:
             import torch.distributed as dist
-
-            from swift_zoo.optim._sharding import record_collective
 
             partial = partial.clone()
             dist.all_reduce(partial, op=dist.ReduceOp.SUM, group=self._group)
