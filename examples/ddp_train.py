@@ -129,6 +129,7 @@ def main() -> int:
     identical = torch.equal(flat, reference)
     say(f"rank {rank}: parameters identical to rank 0: {identical} (max |diff| {max_diff:.3g})")
     if distributed:
+        dist.barrier()  # every rank done with the broadcast before any tears the group down (gloo aborts otherwise)
         dist.destroy_process_group()
     return 0 if identical else 1
 
