@@ -142,6 +142,19 @@ def test_a_cache_folder_open_to_others_is_tightened_and_its_loose_files_rebuilt(
     assert stat.S_IMODE(library_of(cache).stat().st_mode) == 0o600
 
 
+def test_a_cache_folder_that_cannot_be_made_builds_for_the_process_in_a_private_temporary_folder(
+        compiler: str, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"  # a read-only home, as far as mkdir can tell (root writes anywhere else)
+    blocker.write_text("not a folder")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    done = probe(blocker / "cache", TMPDIR=str(scratch))
+    assert done.returncode == 0 and done.stdout.split() == ["native"], done.stderr
+    assert f"the kernel cache {blocker / 'cache'} cannot be used" in done.stderr
+    assert "built for this process in" in done.stderr
+    assert list(scratch.iterdir()) == [], "the temporary kernel folder outlived the process"
+
+
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to chown the folder")
 def test_a_cache_folder_owned_by_another_user_is_refused(cache: Path) -> None:
     os.chown(cache, 65534, 65534)

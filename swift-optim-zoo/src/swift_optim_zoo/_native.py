@@ -24,12 +24,16 @@ Lion; ``_native_adamw_8bit.c``: the 8-bit AdamW step), bound through :func:`boun
   (the 8-bit kernel's AVX-512 loops are chosen at run time), so a cache shared between machines (one user's)
   is safe.
 * Used for contiguous float32 CPU matrices; anything else (CUDA, float64, bf16 parameters, views)
-  takes the ATen expression of the same sum, or the caller's compiled kernel for the write. If the build or load fails (no compiler, read-only cache), one
-  ``RuntimeWarning`` says why and every call takes the ATen path: slower, same values to rounding.
+  takes the ATen expression of the same sum, or the caller's compiled kernel for the write.
+* A cache folder that cannot be written or loaded from (a read-only home, a full or ``noexec`` disk): one
+  ``RuntimeWarning`` says why, and the kernels are built for the process in a private temporary folder. If the
+  build fails (no compiler) or the folder is not this user's alone, one ``RuntimeWarning`` says why and every call
+  takes the ATen path: slower, same values to rounding.
 """
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import hashlib
 import os
@@ -37,6 +41,7 @@ import platform
 import re
 import shutil
 import subprocess
+import tempfile
 import warnings
 from collections.abc import Callable
 from importlib import resources
@@ -72,6 +77,23 @@ def cache_dir() -> Path:
         return Path(os.environ["SWIFT_ZOO_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "swift_zoo"
+
+
+_process_folder: Path | None = None
+
+
+def _process_cache(reason: OSError) -> Path:
+    """A private temporary folder (0700, removed at exit) for the kernels of this process, when
+    :func:`cache_dir` cannot hold or load them; warns once why."""
+    global _process_folder
+    if _process_folder is None:
+        _process_folder = Path(tempfile.mkdtemp(prefix="swift_zoo_kernels-"))
+        atexit.register(shutil.rmtree, _process_folder, ignore_errors=True)
+        message = (f"swift_optim_zoo: the kernel cache {cache_dir()} cannot be used ({reason}); the native kernels "
+                   f"are built for this process in {_process_folder} (set SWIFT_ZOO_CACHE_DIR to a writable folder "
+                   "to build them once)")
+        warnings.warn(message, RuntimeWarning, stacklevel=5)
+    return _process_folder
 
 
 def find_compiler() -> str | None:
@@ -121,9 +143,12 @@ def _build(unit: str = "kernels") -> ctypes.CDLL:
     errors = []
     for flags in FLAG_SETS:
         key = hashlib.sha256("\n".join([*sources.values(), compiler, *flags, platform.machine()]).encode()).hexdigest()
+        name, builder = f"native-{unit}-{key[:16]}.so", _compile(compiler, flags, sources)
         try:
-            library = load_library(cache_dir(), f"native-{unit}-{key[:16]}.so", _compile(compiler, flags, sources),
-                                   on_rejected=_warn_rejected)
+            try:
+                library = load_library(cache_dir(), name, builder, on_rejected=_warn_rejected)
+            except OSError as exc:  # a read-only home, a full or noexec disk: build for this process only
+                library = load_library(_process_cache(exc), name, builder, on_rejected=_warn_rejected)
         except UntrustedCacheError:
             raise
         except RuntimeError as exc:  # this flag set does not compile here: try the next
