@@ -19,8 +19,11 @@ import torch
 
 #: Bytes of float32 logits one chunk may hold.
 CHUNK_BYTES = 64 * 2**20
-#: The fewest rows per chunk: smaller matmuls lose efficiency on CPU.
-MIN_CHUNK_ROWS = 256
+#: The fewest rows per chunk. Fewer rows make thinner products and, at a large vocabulary, read and write the
+#: whole ``grad_W`` once per chunk; with 768 the chunked steps run at the three matmuls' own time on CPU at
+#: N = 8192, V = 128256 (``benchmarks/results/lm.md``, section ``bench_fused_linear_ce_peers``). The buffer is
+#: then 768 x V floats: under the ``grad_W`` it sits beside when H >= 768.
+MIN_CHUNK_ROWS = 768
 
 
 def default_chunk_rows(vocab_size: int) -> int:

@@ -29,7 +29,7 @@ class FusedLinearCrossEntropyLoss(BaseLoss):
     ``hidden.reshape(-1, H)`` with ``swift_zoo.ops.shift_labels(labels).reshape(-1)``.
 
     How: rows are processed in chunks (default: as many rows as fit 64 MiB of float32 logits, at
-    least 256); each chunk's logits are computed in float32 (float64 for float64 inputs) and its
+    least 768); each chunk's logits are computed in float32 (float64 for float64 inputs) and its
     gradients with respect to the hidden states, weight and bias are computed during the forward
     pass, so backward only scales them. Ignored rows are skipped entirely. Every chunk reuses one
     logits buffer, and on CPU the softmax runs row by row over it in place (one read and one write
