@@ -85,7 +85,8 @@ def test_gradient_accumulation_equals_full_batch(tmp_path):
     full = one_step_update(tmp_path, accumulation=1, micro_batch=4)
     assert any(g.abs().max() > 0 for g in full.values())
     for name, grad in full.items():
-        torch.testing.assert_close(accumulated[name], grad, rtol=1e-4, atol=1e-6, msg=f"gradient of {name}")
+        torch.testing.assert_close(accumulated[name], grad, rtol=1e-4, atol=1e-6,
+                                   msg=lambda m, name=name: f"gradient of {name}: {m}")
 
 
 def test_the_count_comes_from_the_zoo_loss_declarations():

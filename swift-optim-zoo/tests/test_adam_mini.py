@@ -132,7 +132,7 @@ def test_update_matches_float64_reference(seed: int, fused: bool) -> None:
         grads_per_step.append(grads)
     expected = reference_adam_mini(named, grads_per_step, lr=0.01, beta1=0.8, beta2=0.9, eps=1e-6, wd=0.1)
     for n, p in model.named_parameters():
-        torch.testing.assert_close(p.detach(), expected[n], rtol=1e-10, atol=1e-12, msg=n)
+        torch.testing.assert_close(p.detach(), expected[n], rtol=1e-10, atol=1e-12, msg=lambda m, n=n: f"{n}: {m}")
 
 
 def test_bare_params_rows_for_matrices_one_block_for_vectors() -> None:

@@ -136,6 +136,46 @@ def test_compilation_failure_warns_once_and_runs_the_rule_eagerly(monkeypatch: p
         torch.testing.assert_close(p_f, p_e)
 
 
+def _block_moment_rule(param: torch.Tensor, grad: torch.Tensor, second: torch.Tensor, hyper: torch.Tensor) -> None:
+    """The shape of Adam-mini's rule: a per-row reduction updates a small state tensor in place, then the row."""
+    second.mul_(hyper[0]).add_(grad.square().mean(dim=1) * (1 - hyper[0]))
+    param.sub_(grad / (second.sqrt() + hyper[1]).unsqueeze(1))
+
+
+def test_kernel_compiled_on_one_thread_is_right_on_two() -> None:
+    """A kernel first compiled while torch runs one thread (the conformance checks run so; a cached
+    compilation from another process may have been) must stay right when it later runs on two.
+
+    Inductor with ``cpp.dynamic_threads`` generated for one thread left the one-row state update
+    unguarded inside the parallel region, so every thread applied it (``second`` decayed twice), and
+    its code cache did not tell thread counts apart. Found in CI: Adam-mini's float64 layer-norm weights."""
+    kernel = _fused.FusedKernel(_block_moment_rule)
+    threads = torch.get_num_threads()
+
+    def run(shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        gen = torch.Generator().manual_seed(shape[1])
+        p, g = (torch.randn(shape, generator=gen, dtype=torch.float64) for _ in range(2))
+        second = torch.rand(shape[0], generator=gen, dtype=torch.float64)
+        p_eager, second_eager = p.clone(), second.clone()
+        _block_moment_rule(p_eager, g, second_eager, torch.tensor([0.9, 1e-6], dtype=torch.float64))
+        kernel(p, g, second, scalars=(0.9, 1e-6), owner="test")
+        return p, second, p_eager, second_eager
+
+    try:
+        torch.set_num_threads(1)
+        run((1, 8))
+        torch.set_num_threads(2)
+        for shape in [(1, 8), (1, 40), (1, 1000), (3, 16)]:
+            for _ in range(3):
+                p, second, p_eager, second_eager = run(shape)
+                where = lambda m, shape=shape: f"{shape}: {m}"  # noqa: E731
+                torch.testing.assert_close(second, second_eager, rtol=1e-12, atol=0, msg=where)
+                torch.testing.assert_close(p, p_eager, rtol=1e-12, atol=1e-14, msg=where)
+    finally:
+        torch.set_num_threads(threads)
+    assert kernel.compiled
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_float32_cpu_steps_never_compile(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The cold first step of fused=True on float32 CPU tensors must not wait for inductor: every

@@ -145,7 +145,8 @@ def test_update_matches_float64_reference_with_ratio() -> None:
             continue
         wd = 0.0 if n in ("norm.weight", "norm.bias", "head.bias") else 0.05
         lr = 0.16 if n in b_names else 0.01
-        torch.testing.assert_close(p.detach(), reference_adamw(start[n], grads[n], lr=lr, wd=wd), msg=n)
+        torch.testing.assert_close(p.detach(), reference_adamw(start[n], grads[n], lr=lr, wd=wd),
+                                   msg=lambda m, n=n: f"{n}: {m}")
 
 
 def test_param_groups_tagged_b_get_the_ratio_and_state_roundtrip() -> None:
