@@ -94,11 +94,18 @@ class NorMuon(MuonVariant):
 
     @staticmethod
     def _normalized(ortho: torch.Tensor, state: dict[str, Any], group: Mapping[str, Any]) -> torch.Tensor:
-        """The orthogonalised matrix normalised per row by the EMA of its row mean squares, rescaled to its norm."""
+        """The orthogonalised matrix normalised per row by the EMA of its row mean squares, rescaled to its norm.
+
+        Every factor is per row, so one reduction pass (the rows' sums of squares) gives them all: the matrix's
+        norm is the root of their total, the normalised matrix's norm that of their total over ``(sqrt(v) + eps)^2``;
+        then a single multiply writes the direction (one pass and one matrix-sized allocation, not eight of each).
+        """
         eps = group["normalization_eps"]
-        norm = torch.linalg.vector_norm(ortho, dim=(-2, -1), keepdim=True)
+        row_sq = torch.linalg.vector_norm(ortho, dim=-1, keepdim=True).square_()
         second = state["second_momentum_buffer"]
-        second.lerp_(ortho.square().mean(dim=-1, keepdim=True), 1 - group["beta2"])
-        normalized = ortho / (second.sqrt() + eps)
-        normalized = normalized * (norm / (torch.linalg.vector_norm(normalized, dim=(-2, -1), keepdim=True) + eps))
-        return normalized * lr_scale(tuple(ortho.shape[-2:]), group["adjust_lr_fn"])
+        second.lerp_(row_sq / ortho.shape[-1], 1 - group["beta2"])
+        inverse = (second.sqrt() + eps).reciprocal_()
+        norm = row_sq.sum(dim=(-2, -1), keepdim=True).sqrt_()
+        normalized_norm = (row_sq * inverse.square()).sum(dim=(-2, -1), keepdim=True).sqrt_()
+        scale = inverse * (norm / (normalized_norm + eps)) * lr_scale(tuple(ortho.shape[-2:]), group["adjust_lr_fn"])
+        return ortho * scale
