@@ -108,10 +108,15 @@ def test_a_bad_policy_is_a_config_error(monkeypatch):
         _ = opt.nonfinite_grads
 
 
-def test_all_finite_is_not_fooled_by_overflowing_squares_or_empty_tensors():
+def test_all_finite_is_not_fooled_by_overflowing_sums_or_empty_tensors():
     huge = torch.full((8,), 1e30)  # finite, but its squared norm overflows float32
-    assert all_finite([huge, torch.empty(0), torch.ones(3, dtype=torch.bfloat16)])
+    summed_over = torch.full((4096,), 3e38)  # finite, but its sum overflows even a float64 accumulator's cast back
+    half = torch.full((16,), 60000.0, dtype=torch.float16)  # finite, its float16 sum would overflow
+    assert all_finite([huge, summed_over, half, torch.empty(0), torch.ones(3, dtype=torch.bfloat16)])
     assert not all_finite([huge, torch.tensor([1.0, float("inf")])])
+    assert not all_finite([summed_over, torch.tensor([float("nan"), 1.0])])
+    assert not all_finite([torch.tensor([60000.0, float("inf")], dtype=torch.float16)])
+    assert not all_finite([torch.tensor([1.0, 2.0], dtype=torch.float64), torch.tensor([[0.0, float("-inf")]])])
     assert not all_finite([torch.ones(3, dtype=torch.bfloat16), torch.tensor([float("nan")], dtype=torch.bfloat16)])
     assert not all_finite([torch.tensor([-float("inf"), float("inf")])])
 
