@@ -41,7 +41,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CURVES_DUMP = Path(tempfile.gettempdir()) / "bench_optimizers_curves.json"
 MIB = 2**20
 
-FULL = {"vocab": 2048, "hidden": 2048, "blocks": 10, "rounds": 5, "slow_rounds": 3, "curve_steps": 200,
+FULL = {"vocab": 2048, "hidden": 2048, "blocks": 10, "rounds": 15, "slow_rounds": 3, "curve_steps": 200,
         "curve_batch": 16, "curve_seq": 32}
 QUICK = {"vocab": 64, "hidden": 64, "blocks": 2, "rounds": 2, "slow_rounds": 1, "curve_steps": 6,
          "curve_batch": 4, "curve_seq": 16}
