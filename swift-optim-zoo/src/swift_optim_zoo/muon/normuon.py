@@ -98,7 +98,8 @@ class NorMuon(MuonVariant):
 
         Every factor is per row, so one reduction pass (the rows' sums of squares) gives them all: the matrix's
         norm is the root of their total, the normalised matrix's norm that of their total over ``(sqrt(v) + eps)^2``;
-        then a single multiply writes the direction (one pass and one matrix-sized allocation, not eight of each).
+        then a single multiply writes the direction (two passes and one matrix-sized temporary, where the formula as
+        written takes eight passes and four temporaries).
         """
         eps = group["normalization_eps"]
         row_sq = torch.linalg.vector_norm(ortho, dim=-1, keepdim=True).square_()
