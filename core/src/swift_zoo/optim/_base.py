@@ -68,7 +68,7 @@ def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
     for index, value in enumerate(sums):
         by_device.setdefault(value.device, []).append(index)
     for indices in by_device.values():
-        values = torch.stack([sums[i].to(torch.float64) for i in indices])
+        values = torch.stack([sums[i].float() for i in indices])  # float32: every backend has it
         if bool(torch.isfinite(values).all()):
             continue
         suspects = [checked[i] for i, v in zip(indices, values.tolist()) if not math.isfinite(v)]
