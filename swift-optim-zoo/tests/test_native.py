@@ -53,6 +53,17 @@ def test_weighted_square_sum_matches_float64(shape: tuple[int, int], threads: in
     torch.testing.assert_close(got.double(), expected, rtol=1e-6, atol=0)
 
 
+@pytest.mark.usefixtures("built")
+def test_thread_sums_add_in_thread_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The threads' partial sums are added in thread order, not in the order the threads finish (as an OpenMP
+    reduction adds them), so one thread count gives the same bits on every run. One row per thread, partials
+    2^53, 1, -2^53, 1: 1 in thread order (2^53 + 1 rounds to 2^53), 2 in most other orders."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    matrix = torch.tensor([[2.0**26], [1.0], [2.0**26], [1.0]])
+    row_w, col_w = torch.tensor([2.0, 1.0, -2.0, 1.0]), torch.ones(1)
+    assert {float(_native.weighted_square_sum(matrix, row_w, col_w)) for _ in range(200)} == {1.0}
+
+
 @pytest.mark.parametrize("momentum", [False, True])
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.usefixtures("built")

@@ -64,6 +64,21 @@ static inline int team_share(int64_t rows, int64_t *r0, int64_t *r1, int *team) 
 #define MAX_TEAM 256
 #define MIN_SHARE 32768 /* elements per thread below which a tensor is not split further (a region costs ~us) */
 
+/* The team size for `threads` threads, at most MAX_TEAM (the room of the per-thread arrays below). */
+static inline int team_size(int threads) {
+    int nt = thread_count(threads);
+    return nt > MAX_TEAM ? MAX_TEAM : nt;
+}
+
+/* The per-thread partial sums of a parallel region (parts[t] from thread t, 0 where a thread did not run), added
+ * in thread order after it. An OpenMP reduction adds them in the order the threads finish: on three or more
+ * threads its last bits change from run to run. */
+static inline double thread_order_sum(const double *parts, int team) {
+    double total = 0;
+    for (int t = 0; t < team; ++t) total += parts[t];
+    return total;
+}
+
 typedef struct {
     float *p;       /* the parameter (updated in place) */
     const float *g; /* its gradient */

@@ -162,17 +162,17 @@ MULTIVERSION static void row_range_factored_write(float *restrict p, const float
  * threads * cols doubles and threads * cols floats. */
 double swift_square_sums_f32(const float *g, const float *extra, int64_t rows, int64_t cols, float *row_sums,
                              float *col_sums, double *scratch, int threads) {
-    int nt = thread_count(threads);
-    double extra_total = 0;
+    int nt = team_size(threads);
+    double extra_parts[MAX_TEAM] = {0};
     memset(scratch, 0, sizeof(double) * (size_t)nt * (size_t)cols);
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nt) reduction(+ : extra_total)
+#pragma omp parallel num_threads(nt)
 #endif
     {
         int64_t r0, r1;
         int team, t = team_share(rows, &r0, &r1, &team);
         float *col_block = (float *)(scratch + (int64_t)nt * cols) + (int64_t)t * cols;
-        extra_total += row_range_square_sums(g, extra, cols, r0, r1, row_sums, scratch + (int64_t)t * cols, col_block);
+        extra_parts[t] = row_range_square_sums(g, extra, cols, r0, r1, row_sums, scratch + (int64_t)t * cols, col_block);
 #ifdef _OPENMP
 #pragma omp barrier
 #pragma omp for
@@ -183,24 +183,23 @@ double swift_square_sums_f32(const float *g, const float *extra, int64_t rows, i
             col_sums[j] = (float)s;
         }
     }
-    return extra_total;
+    return thread_order_sum(extra_parts, nt);
 }
 
 /* sum_ij row_weights[i] g_ij^2 col_weights[j]. */
 double swift_weighted_square_sum_f32(const float *g, int64_t rows, int64_t cols, const float *row_weights,
                                      const float *col_weights, int threads) {
-    double out = 0;
-    (void)threads; /* unused without OpenMP */
+    int nt = team_size(threads);
+    double parts[MAX_TEAM] = {0};
 #ifdef _OPENMP
-#pragma omp parallel num_threads(thread_count(threads)) reduction(+ : out)
+#pragma omp parallel num_threads(nt)
 #endif
     {
         int64_t r0, r1;
-        int team;
-        team_share(rows, &r0, &r1, &team);
-        out += row_range_weighted_square_sum(g, cols, r0, r1, row_weights, col_weights);
+        int team, t = team_share(rows, &r0, &r1, &team);
+        parts[t] = row_range_weighted_square_sum(g, cols, r0, r1, row_weights, col_weights);
     }
-    return out;
+    return thread_order_sum(parts, nt);
 }
 
 /* Adafactor's parameter write for a factored matrix (everything scalar already folded into row_scale):
@@ -225,12 +224,19 @@ void swift_factored_write_f32(float *p, const float *g, const float *row_scale, 
  * memory (two where a reduction must finish first), and no compilation at run time beyond this file's build
  * (about a second, once per machine), where inductor takes 10-60 s cold. Each mirrors a Python rule named
  * in its comment; hyperparameters arrive as floats, as the compiled rules receive them (a float32 tensor).
+ * Passes split over threads as run_split does (_native_common.h: one thread for a small tensor); partial sums
+ * of several threads are added in thread order (thread_order_sum), so a thread count gives the same bits on
+ * every run.
  * --------------------------------------------------------------------------------------------------------- */
 
-/* lion/lion.py::_lion_rule: p = p (1 - lr wd) - lr sign(b1 m + (1 - b1) g); m = b2 m + (1 - b2) g. */
-MULTIVERSION static void lion_range(float *restrict p, const float *restrict g, float *restrict m, int64_t i0,
-                                    int64_t i1, float lr, float beta1, float beta2, float decay) {
+/* lion/lion.py::_lion_rule: p = p (1 - lr wd) - lr sign(b1 m + (1 - b1) g); m = b2 m + (1 - b2) g.
+ * k = (lr, beta1, beta2, 1 - lr wd) */
+MULTIVERSION static void lion_range(const Rule *r, int64_t i0, int64_t i1, Sums *out) {
+    float *restrict p = r->p, *restrict m = r->s[0];
+    const float *restrict g = r->g;
+    float lr = r->k[0], beta1 = r->k[1], beta2 = r->k[2], decay = r->k[3];
     float one_minus_b1 = 1.0f - beta1, one_minus_b2 = 1.0f - beta2;
+    (void)out;
 #pragma omp simd
     for (int64_t i = i0; i < i1; ++i) {
         float c = m[i] * beta1 + g[i] * one_minus_b1;
@@ -242,26 +248,24 @@ MULTIVERSION static void lion_range(float *restrict p, const float *restrict g, 
 
 void swift_lion_f32(float *p, const float *g, float *m, int64_t n, float lr, float beta1, float beta2,
                     float weight_decay, int threads) {
-    float decay = 1.0f - lr * weight_decay;
-    (void)threads;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(thread_count(threads))
-#endif
-    {
-        int64_t i0, i1;
-        int team;
-        team_share(n, &i0, &i1, &team);
-        lion_range(p, g, m, i0, i1, lr, beta1, beta2, decay);
-    }
+    Rule r;
+    memset(&r, 0, sizeof(r));
+    r.p = p, r.g = g, r.s[0] = m;
+    float k[] = {lr, beta1, beta2, 1.0f - lr * weight_decay};
+    memcpy(r.k, k, sizeof(k));
+    run_split(lion_range, &r, n, threads);
 }
 
 /* schedule_free/adamw.py::_schedule_free_rule: v = b2 v + (1 - b2) g^2; u = g / (sqrt(v / bc2) + eps) + wd y;
- * y = lerp(y, z, ckp1) (torch's two-sided form); y += u lr (b1 (1 - ckp1) - 1); z -= u lr. */
-MULTIVERSION static void schedule_free_range(float *restrict y, const float *restrict g, float *restrict z,
-                                             float *restrict v, int64_t i0, int64_t i1, float lr, float beta2,
-                                             float eps, float bc2, float weight_decay, float ckp1, float y_scale) {
-    float one_minus_b2 = 1.0f - beta2, one_minus_ckp1 = 1.0f - ckp1;
+ * y = lerp(y, z, ckp1) (torch's two-sided form); y += u lr (b1 (1 - ckp1) - 1); z -= u lr.
+ * y is the Rule's p, s = (z, v); k = (lr, beta2, eps, bc2, weight_decay, ckp1, lr (b1 (1 - ckp1) - 1)) */
+MULTIVERSION static void schedule_free_range(const Rule *r, int64_t i0, int64_t i1, Sums *out) {
+    float *restrict y = r->p, *restrict z = r->s[0], *restrict v = r->s[1];
+    const float *restrict g = r->g;
+    float lr = r->k[0], beta2 = r->k[1], eps = r->k[2], bc2 = r->k[3], weight_decay = r->k[4], ckp1 = r->k[5];
+    float y_scale = r->k[6], one_minus_b2 = 1.0f - beta2, one_minus_ckp1 = 1.0f - ckp1;
     int low = ckp1 < 0.5f;
+    (void)out;
 #pragma omp simd
     for (int64_t i = i0; i < i1; ++i) {
         float gi = g[i];
@@ -278,17 +282,12 @@ MULTIVERSION static void schedule_free_range(float *restrict y, const float *res
 
 void swift_schedule_free_f32(float *y, const float *g, float *z, float *v, int64_t n, float lr, float beta1,
                              float beta2, float eps, float bc2, float weight_decay, float ckp1, int threads) {
-    float y_scale = lr * (beta1 * (1.0f - ckp1) - 1.0f);
-    (void)threads;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(thread_count(threads))
-#endif
-    {
-        int64_t i0, i1;
-        int team;
-        team_share(n, &i0, &i1, &team);
-        schedule_free_range(y, g, z, v, i0, i1, lr, beta2, eps, bc2, weight_decay, ckp1, y_scale);
-    }
+    Rule r;
+    memset(&r, 0, sizeof(r));
+    r.p = y, r.g = g, r.s[0] = z, r.s[1] = v;
+    float k[] = {lr, beta2, eps, bc2, weight_decay, ckp1, lr * (beta1 * (1.0f - ckp1) - 1.0f)};
+    memcpy(r.k, k, sizeof(k));
+    run_split(schedule_free_range, &r, n, threads);
 }
 
 /* adam_mini/adam_mini.py::_adam_mini_rule on a [blocks, size] tensor, one second moment per block:
@@ -329,8 +328,7 @@ void swift_adam_mini_f32(float *p, const float *g, float *m, float *v, int64_t b
                          float beta1, float beta2, float eps, float weight_decay, float correction1,
                          float correction2, int threads) {
     float decay = 1.0f - lr * weight_decay;
-    int nt = thread_count(threads);
-    (void)nt;
+    int nt = team_size(threads);
     if (blocks >= 2 * (int64_t)nt) { /* many blocks (rows, heads): one block at a time per thread */
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) schedule(static)
@@ -345,18 +343,17 @@ void swift_adam_mini_f32(float *p, const float *g, float *m, float *v, int64_t b
     }
     for (int64_t b = 0; b < blocks; ++b) { /* few large blocks (a whole tensor): split each block over threads */
         int64_t off = b * size;
-        double total = 0;
+        double parts[MAX_TEAM] = {0};
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nt) reduction(+ : total)
+#pragma omp parallel num_threads(nt)
 #endif
         {
             int64_t i0, i1;
-            int team;
-            team_share(size, &i0, &i1, &team);
-            if (i1 > i0) total += (double)block_mean_square(g + off + i0, i1 - i0) * (double)(i1 - i0);
+            int team, t = team_share(size, &i0, &i1, &team);
+            if (i1 > i0) parts[t] = (double)block_mean_square(g + off + i0, i1 - i0) * (double)(i1 - i0);
         }
-        float factor = adam_mini_block_factor(v + b, (float)(total / (double)size), lr, beta2, eps, correction1,
-                                              correction2);
+        float factor = adam_mini_block_factor(v + b, (float)(thread_order_sum(parts, nt) / (double)size), lr, beta2,
+                                              eps, correction1, correction2);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
@@ -427,18 +424,17 @@ MULTIVERSION static void unfactored_write(float *restrict p, const float *restri
 void swift_adafactor_unfactored_f32(float *p, const float *g, float *s, float *m, int64_t n, float size, float eps2,
                                     float beta2t, float eps1, float clip_threshold, float weight_decay, float beta1,
                                     int scale_parameter, int threads) {
-    double update_sq = 0, param_sq = 0;
-    int nt = thread_count(threads);
-    (void)nt;
+    double update_parts[MAX_TEAM] = {0}, param_parts[MAX_TEAM] = {0};
+    int nt = team_size(threads);
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nt) reduction(+ : update_sq, param_sq)
+#pragma omp parallel num_threads(nt)
 #endif
     {
         int64_t i0, i1;
-        int team;
-        team_share(n, &i0, &i1, &team);
-        unfactored_sums(p, g, s, i0, i1, beta2t, eps1, &update_sq, &param_sq);
+        int team, t = team_share(n, &i0, &i1, &team);
+        unfactored_sums(p, g, s, i0, i1, beta2t, eps1, &update_parts[t], &param_parts[t]);
     }
+    double update_sq = thread_order_sum(update_parts, nt), param_sq = thread_order_sum(param_parts, nt);
     float step = size;
     if (scale_parameter) {
         float rms = sqrtf((float)(param_sq / (double)n));
