@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import torch
 
 from swift_optim_zoo._catalogue._distributed import CAUTIOUS_COMPILED, ELEMENT_WISE, TENSOR_SUMS
-from swift_optim_zoo._fused import FusedKernel, alias, can_alias
+from swift_optim_zoo._fused import FusedKernel, can_alias
 from swift_optim_zoo._stepping import stepped_params
 from swift_zoo import DistributedCapability
 from swift_zoo.optim import ZooOptimizer, is_dtensor, local_tensor
@@ -145,5 +145,5 @@ def run_rule(kernel: FusedKernel, tensors: list[torch.Tensor], hyper: tuple[floa
     if is_dtensor(first):
         return kernel.rule(*(local_tensor(t) for t in tensors), hyper, sums=ShardSums(first), **flags)
     if fused and can_alias(*tensors) and all(t.dtype == first.dtype for t in tensors):
-        return kernel(*(alias(t) for t in tensors), scalars=hyper, owner=owner, **flags)
+        return kernel(*tensors, scalars=hyper, owner=owner, flat=True, **flags)
     return kernel.rule(*tensors, hyper, **flags)

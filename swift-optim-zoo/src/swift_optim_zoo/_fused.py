@@ -58,7 +58,7 @@ class FusedKernel:
         self._warned_partial = False
 
     def __call__(self, *tensors: torch.Tensor | None, scalars: Sequence[float] | torch.Tensor, owner: str,
-                 **flags: bool | int | None) -> Any:
+                 flat: bool = False, **flags: bool | int | None) -> Any:
         """Apply the rule to ``tensors`` (updated in place) with ``scalars`` as its ``hyper`` tensor;
         returns what the rule returns. ``scalars`` already a tensor (values computed on the device,
         e.g. from a reduction) is passed as it is; it must have :func:`scalar_dtype`'s dtype.
@@ -66,13 +66,19 @@ class FusedKernel:
         ``flags`` are structural switches (bools, an axis: each value compiles its own variant, once);
         ``owner`` names the optimizer in the warning if compilation fails. Single-element tensors
         run eagerly: dynamo specialises size 1, and a compiled loop gains nothing there.
+
+        ``flat=True``, for an element-wise rule: ``tensors`` are contiguous, of any shape; the C kernel reads
+        them as they are and the rest gets flat :func:`alias` es, made only then (an alias costs several
+        microseconds per tensor, most of the per-parameter cost of a step on small tensors).
         """
-        first = tensors[0]
         if self.native is not None and not isinstance(scalars, torch.Tensor):
             result = self.native(*tensors, scalars=tuple(scalars), **flags)
             if result is not False:
                 self.native_calls += 1
                 return None if result is True else result
+        if flat:
+            tensors = tuple(None if t is None else alias(t) for t in tensors)
+        first = tensors[0]
         dtype = scalar_dtype(first.dtype)
         if isinstance(scalars, torch.Tensor):
             if scalars.dtype != dtype or scalars.dim() != 1:

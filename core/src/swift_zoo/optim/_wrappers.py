@@ -12,6 +12,7 @@ Detection reads only what the wrappers leave on the tensors, so no wrapper needs
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +21,9 @@ import torch
 MATRIX_ROLES = frozenset({"hidden_matrix", "embedding", "tied_embedding", "output_head", "expert_stack"})
 
 
+@functools.cache
 def _dtensor_type() -> type | None:
+    """DTensor's class (imported once: this runs for every tensor of every step), or None without torch.distributed."""
     if not torch.distributed.is_available():
         return None
     from torch.distributed.tensor import DTensor

@@ -219,8 +219,7 @@ class AdamW8bit(ZooOptimizer):
         if "exp_avg" in state:
             tensors = (param, grad, local_tensor(state["exp_avg"]), local_tensor(state["exp_avg_sq"]))
             if fused and can_alias(*tensors[2:]):
-                ADAMW_FULL_KERNEL(*(alias(t) for t in tensors), scalars=hyper, owner=self.name,
-                                  stochastic_round=rounding)
+                ADAMW_FULL_KERNEL(*tensors, scalars=hyper, owner=self.name, flat=True, stochastic_round=rounding)
             else:
                 adamw_full_rule(*tensors, hyper, stochastic_round=rounding)
             return

@@ -10,7 +10,7 @@ from swift_optim_zoo import _native_rules
 from swift_optim_zoo._catalogue._distributed import ELEMENT_WISE
 from swift_optim_zoo._cautious_rules import cautious_lion_step
 from swift_optim_zoo._elementwise import narrow_for_cautious
-from swift_optim_zoo._fused import FusedKernel, alias, can_alias, check_fused
+from swift_optim_zoo._fused import FusedKernel, can_alias, check_fused
 from swift_zoo.optim import ZooOptimizer, local_tensor, require_betas, require_bool, require_non_negative
 
 
@@ -167,4 +167,4 @@ def _fused_lion(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs:
         if not (can_alias(p, grad, exp_avg) and grad.dtype == p.dtype):
             _single_tensor_lion([p], [grad], [exp_avg], lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay)
             continue
-        LION_KERNEL(alias(p), alias(grad), alias(exp_avg), scalars=(lr, beta1, beta2, weight_decay), owner="lion")
+        LION_KERNEL(p, grad, exp_avg, scalars=(lr, beta1, beta2, weight_decay), owner="lion", flat=True)

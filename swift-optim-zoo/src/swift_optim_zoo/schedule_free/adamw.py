@@ -10,7 +10,7 @@ import torch
 
 from swift_optim_zoo import _native_rules
 from swift_optim_zoo._catalogue._distributed import ELEMENT_WISE
-from swift_optim_zoo._fused import FusedKernel, alias, can_alias, check_fused
+from swift_optim_zoo._fused import FusedKernel, can_alias, check_fused
 from swift_zoo import OptimizerModeError
 from swift_zoo.optim import (
     ZooOptimizer,
@@ -263,5 +263,4 @@ def _fused_step(ys: list[torch.Tensor], grads: list[torch.Tensor], zs: list[torc
             _single_tensor_step([y], [grad], [z], [exp_avg_sq], lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                                 bias_correction2=bias_correction2, weight_decay=weight_decay, ckp1=ckp1)
             continue
-        SCHEDULE_FREE_KERNEL(alias(y), alias(grad), alias(z), alias(exp_avg_sq), scalars=scalars,
-                             owner="schedule_free_adamw")
+        SCHEDULE_FREE_KERNEL(y, grad, z, exp_avg_sq, scalars=scalars, owner="schedule_free_adamw", flat=True)
