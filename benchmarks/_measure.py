@@ -125,6 +125,21 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def interleaved_medians(cases: dict[str, Callable[[], Any]], rounds: int, *, warmup: int = 1) -> dict[str, float]:
+    """Median seconds of each case, timed in ``rounds`` rounds that run every case once in turn (so a change in the
+    machine's load falls on all of them alike), after ``warmup`` untimed calls of each."""
+    for case in cases.values():
+        for _ in range(warmup):
+            case()
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, case in cases.items():
+            start = time.perf_counter()
+            case()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def machine_info() -> dict[str, str]:
     """CPU model, core count, memory, Python and torch versions (torch read from a subprocess)."""
     cpu = "unknown"

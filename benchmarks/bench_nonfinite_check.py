@@ -17,15 +17,13 @@ Run:  ``python benchmarks/bench_nonfinite_check.py``   Smoke run:  ``python benc
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _measure import markdown_table, report_header, write_section
+from _measure import interleaved_medians, markdown_table, report_header, write_section
 
 RESULTS = Path(__file__).resolve().parent / "results" / "optimizers_elementwise.md"
 
@@ -56,18 +54,10 @@ def main() -> None:
     grads[3][5, 7] = float("nan")
     assert not all_finite(grads) and not foreach_norm_check()
     grads[3][5, 7] = 0.0
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    for case in cases.values():
-        case()
-    for _ in range(rounds):
-        for name, case in cases.items():
-            start = time.perf_counter()
-            case()
-            times[name].append(time.perf_counter() - start)
-    step = statistics.median(times["AdamW fused step"])
+    medians = interleaved_medians(cases, rounds)
+    step = medians["AdamW fused step"]
     rows = []
-    for name, values in times.items():
-        seconds = statistics.median(values)
+    for name, seconds in medians.items():
         rows.append([f"`{name}`", f"{seconds * 1e3:.2f}", f"{seconds / step:.2f}x"])
     numel = sum(p.numel() for p in params)
     text = (report_header("The non-finite gradient check") +

@@ -13,15 +13,13 @@ Run:  ``python benchmarks/bench_step_overhead.py``   Smoke run:  ``python benchm
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _measure import markdown_table, report_header, write_section
+from _measure import interleaved_medians, markdown_table, report_header, write_section
 
 RESULTS = Path(__file__).resolve().parent / "results" / "optimizers_elementwise.md"
 ZOO = ["adamw", "sgd", "lion", "adopt", "ademamix", "stable_adamw", "lamb", "adan", "mars", "prodigy", "adamw_8bit",
@@ -56,19 +54,10 @@ def main() -> None:
         kwargs = {} if name == "adamw" else {"fused": True}
         opt = swift_zoo.build_optimizer(name, parameters(), lr=1e-4, **kwargs)
         cases[f"`{name}`" + (" fused=True" if kwargs else " (torch's fused kernel)")] = opt.step
-    times: dict[str, list[float]] = {label: [] for label in cases}
-    for step in cases.values():  # state allocation and the first call of each kernel
-        step()
-        step()
-    for _ in range(rounds):
-        for label, step in cases.items():
-            start = time.perf_counter()
-            step()
-            times[label].append(time.perf_counter() - start)
-    base = statistics.median(times["`torch AdamW fused`"])
+    medians = interleaved_medians(cases, rounds, warmup=2)  # warm-up: state allocation, each kernel's first call
+    base = medians["`torch AdamW fused`"]
     rows = []
-    for label, values in times.items():
-        seconds = statistics.median(values)
+    for label, seconds in medians.items():
         rows.append([label, f"{seconds * 1e3:.2f}", f"{seconds / count * 1e6:.1f}", f"{seconds / base:.2f}x"])
     text = (report_header("Per-tensor cost of a step: many small tensors") +
             f"\n{count} float32 tensors of {side}x{side}, {rounds} interleaved rounds, medians. The zoo's own "
