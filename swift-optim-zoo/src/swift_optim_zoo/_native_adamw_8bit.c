@@ -11,7 +11,11 @@
  * from the same midpoints with torch.bucketize, so the codes are exactly the torch rule's.
  *
  * With AVX-512 (checked at run time) 16 elements go at once: the 256-value maps are read with in-register
- * permutes (three times faster than a gather here) and the code table with a gather. Arithmetic in float32 in the
+ * permutes (three times faster than a gather here), and the code is found by arithmetic on the map's evenly spaced
+ * decades (adamw_8bit/_code_segments.py: the segment tables that follow the code table), with small tables read
+ * by permutes; the rare value within 2^-10 of a decision (and NaN) takes the table above. Exact against
+ * torch.bucketize on every float32 in [-1, 1] for both maps; the gather it replaces was half the kernel's time
+ * (the step 27 % faster on one 2048x2048 tensor). Arithmetic in float32 in the
  * order of the Python rule, its scalars (1 - beta1, 1 - lr wd...) computed in double and rounded once, as the eager
  * rule's Python arithmetic; built with -ffp-contract=off as the other kernels.
  */
@@ -128,30 +132,56 @@ AVX512 static void block_step_avx512(float *restrict p, const float *restrict g,
     *v_max = nan || tail_v != tail_v ? NAN : fmaxf(lanes_v, tail_v);
 }
 
-/* block_encode, 16 lanes (encode_one's steps with vector operations; the table read is a gather). */
+/* block_encode, 16 lanes, by arithmetic (adamw_8bit/_code_segments.py, whose tables follow the code table): y's
+ * binade picks two segments and the segment start between them, one comparison picks the segment, and the code is
+ * base + clamp(floor((y - lo) / w), 0, K), each table read an in-register permute. Lanes whose t = (y - lo) / w is
+ * within SEGMENT_MARGIN of an integer (a midpoint may be that close) or NaN take encode_one: exact either way. */
+#define SEGMENT_MARGIN 0.0009765625f /* 2^-10: _code_segments.MARGIN */
+#define TOP_BINADE (127 - LOWEST_EXPONENT + 1)
+
 AVX512 static void block_encode_avx512(const float *restrict values, float absmax, int64_t size,
                                        const int32_t *restrict table, uint8_t *restrict codes) {
-    __m512 scale = _mm512_set1_ps(absmax);
-    __m512i magnitude_mask = _mm512_set1_epi32(0x7fffffff), infinity = _mm512_set1_epi32(0x7f800000);
-    __m512i offset = _mm512_set1_epi32((LOWEST_EXPONENT << MANTISSA_BITS) - 1), zero = _mm512_setzero_si512();
-    __m512i last = _mm512_set1_epi32(BUCKETS - 1), buckets = _mm512_set1_epi32(BUCKETS);
-    __m512i low_mask = _mm512_set1_epi32(LOW_MASK), key_mask = _mm512_set1_epi32(0x1ffff);
-    __m512i one = _mm512_set1_epi32(1);
+    const int32_t *segments = table + 2 * BUCKETS;
+    __m512 start_pos[2], start_neg[2], lo[2], inv[2];
+    __m512i packed[2], base[2], count[2];
+    for (int h = 0; h < 2; ++h) {
+        start_pos[h] = _mm512_loadu_ps((const float *)segments + 16 * h);
+        start_neg[h] = _mm512_loadu_ps((const float *)segments + 32 + 16 * h);
+        packed[h] = _mm512_loadu_si512(segments + 64 + 16 * h);
+        lo[h] = _mm512_loadu_ps((const float *)segments + 96 + 16 * h);
+        inv[h] = _mm512_loadu_ps((const float *)segments + 128 + 16 * h);
+        base[h] = _mm512_loadu_si512(segments + 160 + 16 * h);
+        count[h] = _mm512_loadu_si512(segments + 192 + 16 * h);
+    }
+    __m512 scale = _mm512_set1_ps(absmax), margin = _mm512_set1_ps(SEGMENT_MARGIN);
+    __m512i magnitude_mask = _mm512_set1_epi32(0x7fffffff), zero = _mm512_setzero_si512();
+    __m512i offset = _mm512_set1_epi32(LOWEST_EXPONENT - 1), top = _mm512_set1_epi32(TOP_BINADE);
+    __m512i five = _mm512_set1_epi32(5), ten = _mm512_set1_epi32(10);
     int64_t j = 0;
     for (; j + 16 <= size; j += 16) {
         __m512 y = _mm512_div_ps(_mm512_loadu_ps(values + j), scale);
         __m512i bits = _mm512_castps_si512(y);
-        __m512i magnitude = _mm512_and_si512(bits, magnitude_mask);
-        __m512i bucket = _mm512_sub_epi32(_mm512_srli_epi32(magnitude, LOW_BITS), offset);
-        bucket = _mm512_min_epi32(_mm512_max_epi32(bucket, zero), last);
-        __mmask16 negative = _mm512_cmplt_epi32_mask(bits, zero) & _mm512_cmple_epu32_mask(magnitude, infinity);
-        bucket = _mm512_mask_add_epi32(bucket, negative, bucket, buckets);
-        __m512i low = _mm512_and_si512(magnitude, low_mask);
-        __m512i position = _mm512_mask_sub_epi32(low, negative, low_mask, low);
-        __m512i entry = _mm512_i32gather_epi32(bucket, table, 4);
-        __mmask16 above = _mm512_cmpge_epi32_mask(position, _mm512_and_si512(entry, key_mask));
-        __m512i code = _mm512_mask_add_epi32(_mm512_srli_epi32(entry, 17), above, _mm512_srli_epi32(entry, 17), one);
+        __mmask16 negative = _mm512_cmplt_epi32_mask(bits, zero);
+        __m512i binade = _mm512_sub_epi32(_mm512_srli_epi32(_mm512_and_si512(bits, magnitude_mask), 23), offset);
+        binade = _mm512_min_epi32(_mm512_max_epi32(binade, zero), top);
+        __m512 start = _mm512_mask_blend_ps(negative, _mm512_permutex2var_ps(start_pos[0], binade, start_pos[1]),
+                                            _mm512_permutex2var_ps(start_neg[0], binade, start_neg[1]));
+        __mmask16 upper = _mm512_cmp_ps_mask(y, start, _CMP_GE_OQ);
+        __m512i shift = _mm512_maskz_mov_epi32(negative, ten);
+        shift = _mm512_mask_add_epi32(shift, upper, shift, five);
+        __m512i segment = _mm512_srlv_epi32(_mm512_permutex2var_epi32(packed[0], binade, packed[1]), shift);
+        __m512 t = _mm512_mul_ps(_mm512_sub_ps(y, _mm512_permutex2var_ps(lo[0], segment, lo[1])),
+                                 _mm512_permutex2var_ps(inv[0], segment, inv[1]));
+        __m512i below = _mm512_max_epi32(_mm512_cvttps_epi32(t), zero);
+        below = _mm512_min_epi32(below, _mm512_permutex2var_epi32(count[0], segment, count[1]));
+        __m512i code = _mm512_add_epi32(_mm512_permutex2var_epi32(base[0], segment, base[1]), below);
         _mm_storeu_si128((__m128i *)(codes + j), _mm512_cvtepi32_epi8(code));
+        __m512 off = _mm512_abs_ps(_mm512_sub_ps(t, _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+        __mmask16 unsure = _mm512_cmp_ps_mask(off, margin, _CMP_NGE_UQ); /* closer than the margin, or NaN */
+        for (; unsure; unsure &= (__mmask16)(unsure - 1)) {
+            int lane = __builtin_ctz(unsure);
+            codes[j + lane] = encode_one(values[j + lane] / absmax, table);
+        }
     }
     if (j < size) block_encode(values + j, absmax, size - j, table, codes + j);
 }

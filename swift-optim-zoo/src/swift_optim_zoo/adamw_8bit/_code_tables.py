@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import torch
 
+from swift_optim_zoo.adamw_8bit import _code_segments
+from swift_optim_zoo.adamw_8bit._code_segments import segment_words
+
 MANTISSA_BITS = 7
-LOWEST_EXPONENT = 103  # biased exponent of 2^-24: |y| below it falls in the bucket of 0 (checked)
+LOWEST_EXPONENT = _code_segments.LOWEST_EXPONENT  # biased exponent of 2^-24: |y| below it falls in the bucket of 0
 #: buckets per sign: [0, 2^-24), the binades up to 1 cut in 2^MANTISSA_BITS pieces, [1, inf] (and NaN)
 BUCKETS = ((127 - LOWEST_EXPONENT) << MANTISSA_BITS) + 2
 
@@ -29,7 +32,8 @@ def _floats(bits: torch.Tensor) -> torch.Tensor:
 
 def code_table(midpoints: torch.Tensor) -> torch.Tensor:
     """The int32 table of ``2 * BUCKETS`` entries (positive buckets, then negative) for
-    ``bucketize(y, midpoints, right=True)`` with sorted float32 ``midpoints`` (at most 255 of them)."""
+    ``bucketize(y, midpoints, right=True)`` with sorted float32 ``midpoints`` (at most 255 of them), followed by
+    the :func:`~swift_optim_zoo.adamw_8bit._code_segments.segment_words` the AVX-512 encode reads first."""
     if midpoints.dtype != torch.float32 or midpoints.dim() != 1 or midpoints.numel() > 255:
         message = (f"code_table: expected at most 255 float32 midpoints, got {midpoints.numel()} of "
                    f"{midpoints.dtype}")
@@ -54,4 +58,4 @@ def code_table(midpoints: torch.Tensor) -> torch.Tensor:
     low_bits = inside.abs().view(torch.int32).to(torch.int64) & 0xFFFF
     key = torch.cat([low_bits[:BUCKETS], 0xFFFF - low_bits[BUCKETS:]])
     key = torch.where(top > base, key, torch.tensor(0x10000))
-    return ((base << 17) | key).to(torch.int32)
+    return torch.cat([((base << 17) | key).to(torch.int32), segment_words(midpoints)])

@@ -7,8 +7,9 @@ another device, non-contiguous memory) or the library could not be built, and th
 
 Why: the compiled rule decodes with a per-element table gather and encodes with a binary search over the 255
 midpoints (``torch.bucketize``), which inductor's CPU code runs element by element: 26x fused AdamW's step. The C
-kernel decodes, steps, and encodes each block while it is in cache, finding each code with two table reads
-(:mod:`~swift_optim_zoo.adamw_8bit._code_tables`), vectorised.
+kernel decodes, steps, and encodes each block while it is in cache, finding each code with one table read
+(:mod:`~swift_optim_zoo.adamw_8bit._code_tables`) or, with AVX-512, by arithmetic on the map's decades
+(:mod:`~swift_optim_zoo.adamw_8bit._code_segments`).
 """
 
 from __future__ import annotations
