@@ -253,11 +253,12 @@ def test_segment_tables_refuse_midpoints_without_the_decade_structure() -> None:
         segment_words(uneven)
 
 
-@pytest.mark.parametrize("block_size", [256, 40])
+@pytest.mark.parametrize("block_size", [256, 40, 100])
 def test_c_kernel_step_is_the_eager_rule(block_size: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """fused=True on float32 CPU runs the C kernel (no compilation) and keeps the eager rule's codes and absmax bit
     for bit over several steps (its scalars derived in double, as the eager rule's); the vector and scalar loops
-    agree bit for bit; block sizes that leave a vector tail included."""
+    (AVX-512 with and without the byte-wise decode, and scalar) agree bit for bit; block sizes that leave 64-,
+    16-element and scalar tails included."""
     from swift_optim_zoo.adamw_8bit import _native_step, adamw_8bit
 
     _native_or_skip()
@@ -271,7 +272,8 @@ def test_c_kernel_step_is_the_eager_rule(block_size: int, monkeypatch: pytest.Mo
     scales = torch.pow(10.0, -torch.randint(0, 7, (96, 1), generator=gen).float())
     grads = [torch.randn(96, block_size, generator=gen) * scales for _ in range(4)]
     runs = {}
-    for name, fused, vector in (("eager", False, True), ("vector", True, True), ("scalar", True, False)):
+    for name, fused, vector in (("eager", False, True), ("vector", True, True), ("no-vbmi", True, 2),
+                                ("scalar", True, False)):
         monkeypatch.setattr(adamw_8bit, "quantized_step", _with_vector(_native_step.quantized_step, vector))
         p = nn.Parameter(w0.clone())
         opt = AdamW8bit([p], lr=3e-2, betas=(0.85, 0.97), weight_decay=0.1, block_size=block_size, min_8bit_size=0,
@@ -283,11 +285,13 @@ def test_c_kernel_step_is_the_eager_rule(block_size: int, monkeypatch: pytest.Mo
     for key in ("exp_avg_codes", "exp_avg_sq_codes", "exp_avg_absmax", "exp_avg_sq_absmax"):
         assert torch.equal(runs["vector"][1][key], runs["eager"][1][key]), key
         assert torch.equal(runs["vector"][1][key], runs["scalar"][1][key]), key
+        assert torch.equal(runs["vector"][1][key], runs["no-vbmi"][1][key]), key
     assert torch.equal(runs["vector"][0], runs["scalar"][0])
+    assert torch.equal(runs["vector"][0], runs["no-vbmi"][0])
     torch.testing.assert_close(runs["vector"][0], runs["eager"][0], rtol=1e-6, atol=1e-7)
 
 
-def _with_vector(step, vector: bool):
+def _with_vector(step, vector: bool | int):
     def run(*args, **kwargs):
         return step(*args, **kwargs, vector=vector)
 

@@ -93,43 +93,136 @@ AVX512 static inline __m512 lookup256(const __m512 *map, __m512i index) {
     return r[0];
 }
 
+/* The rule's constants, one per lane, and what a block's lanes accumulate: |m|, |v| maxima and NaN. */
+typedef struct {
+    __m512 lr, one_minus_b1, one_minus_b2, eps, shrink, bc1, sqrt_bc2;
+} StepLanes;
+
+typedef struct {
+    __m512 top_m, top_v;
+    __mmask16 nan;
+} Tops;
+
+AVX512 static inline StepLanes step_lanes(Step k) {
+    StepLanes c = {_mm512_set1_ps(k.lr),     _mm512_set1_ps(k.one_minus_b1), _mm512_set1_ps(k.one_minus_b2),
+                   _mm512_set1_ps(k.eps),    _mm512_set1_ps(k.shrink),       _mm512_set1_ps(k.bc1),
+                   _mm512_set1_ps(k.sqrt_bc2)};
+    return c;
+}
+
+/* block_step's arithmetic on 16 elements whose moments m, v are decoded (times the block's scales). */
+AVX512 static inline __attribute__((always_inline)) void step16(float *p, const float *g, __m512 m, __m512 v,
+                                                                const StepLanes *c, float *m_new, float *v_new,
+                                                                Tops *tops) {
+    __m512 gj = _mm512_loadu_ps(g);
+    m = _mm512_add_ps(m, _mm512_mul_ps(_mm512_sub_ps(gj, m), c->one_minus_b1));
+    v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_sub_ps(_mm512_mul_ps(gj, gj), v), c->one_minus_b2));
+    __m512 den = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(v), c->sqrt_bc2), c->eps);
+    __m512 step = _mm512_mul_ps(_mm512_div_ps(_mm512_div_ps(m, c->bc1), den), c->lr);
+    _mm512_storeu_ps(p, _mm512_sub_ps(_mm512_mul_ps(_mm512_loadu_ps(p), c->shrink), step));
+    _mm512_storeu_ps(m_new, m);
+    _mm512_storeu_ps(v_new, v);
+    tops->top_m = _mm512_max_ps(tops->top_m, _mm512_abs_ps(m));
+    tops->top_v = _mm512_max_ps(tops->top_v, _mm512_abs_ps(v));
+    tops->nan |= _mm512_cmp_ps_mask(m, v, _CMP_UNORD_Q);
+}
+
+/* The block's maxima from the lanes' and a tail's (NaN if any was NaN, as torch's amax). */
+AVX512 static inline void finish_tops(const Tops *tops, float tail_m, float tail_v, float *m_max, float *v_max) {
+    float lanes_m = _mm512_reduce_max_ps(tops->top_m), lanes_v = _mm512_reduce_max_ps(tops->top_v);
+    *m_max = tops->nan || tail_m != tail_m ? NAN : fmaxf(lanes_m, tail_m);
+    *v_max = tops->nan || tail_v != tail_v ? NAN : fmaxf(lanes_v, tail_v);
+}
+
 /* block_step, 16 lanes; the last size % 16 elements through block_step (same operations in the same order). */
 AVX512 static void block_step_avx512(float *restrict p, const float *restrict g, const uint8_t *restrict m_codes,
                                      const uint8_t *restrict v_codes, float m_scale, float v_scale, int64_t size,
                                      const __m512 *signed_map, const __m512 *unsigned_map, const float *scalar_signed,
                                      const float *scalar_unsigned, float *restrict m_new, float *restrict v_new,
                                      Step k, float *m_max, float *v_max) {
-    __m512 lr = _mm512_set1_ps(k.lr), one_minus_b1 = _mm512_set1_ps(k.one_minus_b1);
-    __m512 one_minus_b2 = _mm512_set1_ps(k.one_minus_b2), eps = _mm512_set1_ps(k.eps);
-    __m512 shrink = _mm512_set1_ps(k.shrink), bc1 = _mm512_set1_ps(k.bc1), sqrt_bc2 = _mm512_set1_ps(k.sqrt_bc2);
+    StepLanes c = step_lanes(k);
     __m512 ms = _mm512_set1_ps(m_scale), vs = _mm512_set1_ps(v_scale);
-    __m512 top_m = _mm512_setzero_ps(), top_v = _mm512_setzero_ps();
-    __mmask16 nan = 0;
+    Tops tops = {_mm512_setzero_ps(), _mm512_setzero_ps(), 0};
     int64_t j = 0;
     for (; j + 16 <= size; j += 16) {
         __m512i mc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(m_codes + j)));
         __m512i vc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(v_codes + j)));
-        __m512 m = _mm512_mul_ps(lookup256(signed_map, mc), ms);
-        __m512 v = _mm512_mul_ps(lookup256(unsigned_map, vc), vs);
-        __m512 gj = _mm512_loadu_ps(g + j);
-        m = _mm512_add_ps(m, _mm512_mul_ps(_mm512_sub_ps(gj, m), one_minus_b1));
-        v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_sub_ps(_mm512_mul_ps(gj, gj), v), one_minus_b2));
-        __m512 den = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(v), sqrt_bc2), eps);
-        __m512 step = _mm512_mul_ps(_mm512_div_ps(_mm512_div_ps(m, bc1), den), lr);
-        _mm512_storeu_ps(p + j, _mm512_sub_ps(_mm512_mul_ps(_mm512_loadu_ps(p + j), shrink), step));
-        _mm512_storeu_ps(m_new + j, m);
-        _mm512_storeu_ps(v_new + j, v);
-        top_m = _mm512_max_ps(top_m, _mm512_abs_ps(m));
-        top_v = _mm512_max_ps(top_v, _mm512_abs_ps(v));
-        nan |= _mm512_cmp_ps_mask(m, v, _CMP_UNORD_Q);
+        step16(p + j, g + j, _mm512_mul_ps(lookup256(signed_map, mc), ms),
+               _mm512_mul_ps(lookup256(unsigned_map, vc), vs), &c, m_new + j, v_new + j, &tops);
     }
     float tail_m = 0.0f, tail_v = 0.0f;
     if (j < size)
         block_step(p + j, g + j, m_codes + j, v_codes + j, m_scale, v_scale, size - j, scalar_signed,
                    scalar_unsigned, m_new + j, v_new + j, k, &tail_m, &tail_v);
-    float lanes_m = _mm512_reduce_max_ps(top_m), lanes_v = _mm512_reduce_max_ps(top_v);
-    *m_max = nan || tail_m != tail_m ? NAN : fmaxf(lanes_m, tail_m);
-    *v_max = nan || tail_v != tail_v ? NAN : fmaxf(lanes_v, tail_v);
+    finish_tops(&tops, tail_m, tail_v, m_max, v_max);
+}
+
+/* With AVX-512 VBMI, 64 codes are decoded at once by byte: each map is four 256-byte planes (byte b of every
+ * value), looked up with byte permutes and put back together with unpacks; the codes are permuted first so the
+ * unpacks' lane-interleaved order comes out as the natural one. A third of the dword permutes' work. */
+#define VBMI __attribute__((target("avx512f,avx512bw,avx512vbmi")))
+
+/* planes[b * 256 + i] = byte b of map[i]. */
+static void map_planes(const float *map, uint8_t *planes) {
+    for (int i = 0; i < 256; ++i) {
+        uint8_t bytes[4];
+        memcpy(bytes, map + i, 4);
+        for (int b = 0; b < 4; ++b) planes[b * 256 + i] = bytes[b];
+    }
+}
+
+/* map[codes[0..64)] as four registers of 16 floats, in order; planes: 16 registers (plane b in 4b .. 4b + 3). */
+VBMI static inline __attribute__((always_inline)) void decode64(const uint8_t *codes, const __m512i *planes,
+                                                                __m512i order, __m512 out[4]) {
+    __m512i index = _mm512_permutexvar_epi8(order, _mm512_loadu_si512(codes));
+    __mmask64 high = _mm512_movepi8_mask(index);
+    __m512i b[4];
+    for (int k = 0; k < 4; ++k) {
+        __m512i low = _mm512_permutex2var_epi8(planes[4 * k], index, planes[4 * k + 1]);
+        __m512i top = _mm512_permutex2var_epi8(planes[4 * k + 2], index, planes[4 * k + 3]);
+        b[k] = _mm512_mask_blend_epi8(high, low, top);
+    }
+    __m512i w01_lo = _mm512_unpacklo_epi8(b[0], b[1]), w01_hi = _mm512_unpackhi_epi8(b[0], b[1]);
+    __m512i w23_lo = _mm512_unpacklo_epi8(b[2], b[3]), w23_hi = _mm512_unpackhi_epi8(b[2], b[3]);
+    out[0] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(w01_lo, w23_lo));
+    out[1] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(w01_lo, w23_lo));
+    out[2] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(w01_hi, w23_hi));
+    out[3] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(w01_hi, w23_hi));
+}
+
+/* block_step_avx512 with its 64-element chunks decoded by decode64; planes: the signed map's, then the unsigned. */
+VBMI static void block_step_vbmi(float *restrict p, const float *restrict g, const uint8_t *restrict m_codes,
+                                 const uint8_t *restrict v_codes, float m_scale, float v_scale, int64_t size,
+                                 const __m512 *signed_map, const __m512 *unsigned_map, const uint8_t *planes,
+                                 const float *scalar_signed, const float *scalar_unsigned, float *restrict m_new,
+                                 float *restrict v_new, Step k, float *m_max, float *v_max) {
+    __m512i signed_planes[16], unsigned_planes[16];
+    for (int i = 0; i < 16; ++i) {
+        signed_planes[i] = _mm512_loadu_si512(planes + 64 * i);
+        unsigned_planes[i] = _mm512_loadu_si512(planes + 1024 + 64 * i);
+    }
+    uint8_t order_bytes[64]; /* position 16 lane + 4 q + r holds element 16 q + 4 lane + r */
+    for (int lane = 0; lane < 4; ++lane)
+        for (int q = 0; q < 4; ++q)
+            for (int r = 0; r < 4; ++r) order_bytes[16 * lane + 4 * q + r] = (uint8_t)(16 * q + 4 * lane + r);
+    __m512i order = _mm512_loadu_si512(order_bytes);
+    StepLanes c = step_lanes(k);
+    __m512 ms = _mm512_set1_ps(m_scale), vs = _mm512_set1_ps(v_scale);
+    Tops tops = {_mm512_setzero_ps(), _mm512_setzero_ps(), 0};
+    int64_t j = 0;
+    for (; j + 64 <= size; j += 64) {
+        __m512 m[4], v[4];
+        decode64(m_codes + j, signed_planes, order, m);
+        decode64(v_codes + j, unsigned_planes, order, v);
+        for (int q = 0; q < 4; ++q)
+            step16(p + j + 16 * q, g + j + 16 * q, _mm512_mul_ps(m[q], ms), _mm512_mul_ps(v[q], vs), &c,
+                   m_new + j + 16 * q, v_new + j + 16 * q, &tops);
+    }
+    float tail_m = 0.0f, tail_v = 0.0f;
+    if (j < size)
+        block_step_avx512(p + j, g + j, m_codes + j, v_codes + j, m_scale, v_scale, size - j, signed_map,
+                          unsigned_map, scalar_signed, scalar_unsigned, m_new + j, v_new + j, k, &tail_m, &tail_v);
+    finish_tops(&tops, tail_m, tail_v, m_max, v_max);
 }
 
 /* block_encode, 16 lanes, by arithmetic (adamw_8bit/_code_segments.py, whose tables follow the code table): y's
@@ -186,10 +279,11 @@ AVX512 static void block_encode_avx512(const float *restrict values, float absma
     if (j < size) block_encode(values + j, absmax, size - j, table, codes + j);
 }
 
+/* planes: the maps' byte planes (map_planes, signed then unsigned) to decode with VBMI, or NULL. */
 AVX512 static void blocks_avx512(float *p, const float *g, uint8_t *m_codes, float *m_absmax, uint8_t *v_codes,
                                  float *v_absmax, int64_t b0, int64_t b1, int64_t size, const float *signed_map,
                                  const float *unsigned_map, const int32_t *signed_table,
-                                 const int32_t *unsigned_table, float *scratch, Step k) {
+                                 const int32_t *unsigned_table, const uint8_t *planes, float *scratch, Step k) {
     __m512 signed_regs[16], unsigned_regs[16];
     for (int i = 0; i < 16; ++i) {
         signed_regs[i] = _mm512_loadu_ps(signed_map + 16 * i);
@@ -199,8 +293,13 @@ AVX512 static void blocks_avx512(float *p, const float *g, uint8_t *m_codes, flo
     for (int64_t b = b0; b < b1; ++b) {
         int64_t off = b * size;
         float m_max, v_max;
-        block_step_avx512(p + off, g + off, m_codes + off, v_codes + off, m_absmax[b], v_absmax[b], size,
-                          signed_regs, unsigned_regs, signed_map, unsigned_map, m_new, v_new, k, &m_max, &v_max);
+        if (planes)
+            block_step_vbmi(p + off, g + off, m_codes + off, v_codes + off, m_absmax[b], v_absmax[b], size,
+                            signed_regs, unsigned_regs, planes, signed_map, unsigned_map, m_new, v_new, k, &m_max,
+                            &v_max);
+        else
+            block_step_avx512(p + off, g + off, m_codes + off, v_codes + off, m_absmax[b], v_absmax[b], size,
+                              signed_regs, unsigned_regs, signed_map, unsigned_map, m_new, v_new, k, &m_max, &v_max);
         m_max = m_max < 1e-12f ? 1e-12f : m_max; /* clamp(min=1e-12), NaN kept */
         v_max = v_max < 1e-12f ? 1e-12f : v_max;
         block_encode_avx512(m_new, m_max, size, signed_table, m_codes + off);
@@ -231,7 +330,7 @@ static void blocks_scalar(float *p, const float *g, uint8_t *m_codes, float *m_a
 }
 
 /* The step on `blocks` blocks of `size` elements; scratch: room for threads * 2 * size floats. vector: 0 forces
- * the scalar loops (tests compare the two). */
+ * the scalar loops, 2 the AVX-512 ones without VBMI (tests compare them). */
 void swift_adamw_8bit_f32(float *p, const float *g, uint8_t *m_codes, float *m_absmax, uint8_t *v_codes,
                           float *v_absmax, int64_t blocks, int64_t size, const float *signed_map,
                           const float *unsigned_map, const int32_t *signed_table, const int32_t *unsigned_table,
@@ -239,10 +338,17 @@ void swift_adamw_8bit_f32(float *p, const float *g, uint8_t *m_codes, float *m_a
                           double bc1, double sqrt_bc2, int vector, int threads) {
     Step k = {(float)lr,  (float)(1.0 - beta1), (float)(1.0 - beta2), (float)eps, (float)(1.0 - lr * weight_decay),
               (float)bc1, (float)sqrt_bc2};
-    int wide = 0;
+    int wide = 0, bytewise = 0;
 #ifdef AVX512_PATH
     wide = vector && __builtin_cpu_supports("avx512f");
+    bytewise = wide && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vbmi") && vector != 2;
+    uint8_t planes[2048];
+    if (bytewise) {
+        map_planes(signed_map, planes);
+        map_planes(unsigned_map, planes + 1024);
+    }
 #endif
+    (void)bytewise;
     (void)vector;
     int nt = thread_count(threads);
     nt = (int64_t)nt > blocks ? (int)blocks : nt;
@@ -257,7 +363,7 @@ void swift_adamw_8bit_f32(float *p, const float *g, uint8_t *m_codes, float *m_a
 #ifdef AVX512_PATH
         if (wide)
             blocks_avx512(p, g, m_codes, m_absmax, v_codes, v_absmax, b0, b1, size, signed_map, unsigned_map,
-                          signed_table, unsigned_table, mine, k);
+                          signed_table, unsigned_table, bytewise ? planes : NULL, mine, k);
         else
 #endif
             blocks_scalar(p, g, m_codes, m_absmax, v_codes, v_absmax, b0, b1, size, signed_map, unsigned_map,

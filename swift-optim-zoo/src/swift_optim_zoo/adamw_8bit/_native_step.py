@@ -47,10 +47,11 @@ class CodeBook:
 def quantized_step(param: torch.Tensor, grad: torch.Tensor, exp_avg_codes: torch.Tensor,
                    exp_avg_absmax: torch.Tensor, exp_avg_sq_codes: torch.Tensor, exp_avg_sq_absmax: torch.Tensor,
                    book: CodeBook, *, block_size: int, scalars: Sequence[float], stochastic_round: bool,
-                   vector: bool = True) -> bool:
+                   vector: bool | int = True) -> bool:
     """One step of the 8-bit rule on a parameter of ``blocks * block_size`` elements (any shape, contiguous):
     ``scalars`` = ``(lr, beta1, beta2, eps, weight_decay, bc1, sqrt_bc2)``. Returns whether it ran. ``vector=False``
-    takes the scalar loops even where the CPU has AVX-512 (the tests compare both)."""
+    takes the scalar loops even where the CPU has AVX-512, ``vector=2`` the AVX-512 loops without the byte-wise
+    (VBMI) decode (the tests compare all three)."""
     if stochastic_round or not _fits(param, grad, exp_avg_codes, exp_avg_absmax, exp_avg_sq_codes, exp_avg_sq_absmax,
                                      block_size=block_size):
         return False
