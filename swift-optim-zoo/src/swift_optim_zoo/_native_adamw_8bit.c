@@ -3,8 +3,9 @@
  * updated, the parameter written with the unrounded new moments, and the moments encoded again with the block's new
  * absmax: one pass over memory, the block's new moments kept in a per-thread scratch (L1) between its two loops.
  *
- * Encoding is bucketize(x / absmax, midpoints, right=True), i.e. the code of the nearest map value (ties up), found
- * without a search: the float bits of y = x / absmax (sign, exponent, the top MANTISSA_BITS of the mantissa) index a
+ * Encoding is bucketize(x * (1 / absmax), midpoints, right=True) (quantization.py: quantize_blockwise), i.e. the
+ * code of the nearest map value (ties up), found without a search: the float bits of y = x * (1 / absmax) (sign,
+ * exponent, the top MANTISSA_BITS of the mantissa) index a
  * table built by swift_optim_zoo/adamw_8bit/_code_tables.py whose entry holds the code at the start of y's bucket
  * (bits 17 and up) and the low 16 bits of the one midpoint inside the bucket, if any (bits 0-16; 0x10000: none), so
  * the code is base + (low bits of y >= key): one table read where a binary search takes eight. The table is built
@@ -73,7 +74,8 @@ static void block_step(float *restrict p, const float *restrict g, const uint8_t
 
 static void block_encode(const float *restrict values, float absmax, int64_t size, const int32_t *restrict table,
                          uint8_t *restrict codes) {
-    for (int64_t j = 0; j < size; ++j) codes[j] = encode_one(values[j] / absmax, table);
+    float inverse = 1.0f / absmax;
+    for (int64_t j = 0; j < size; ++j) codes[j] = encode_one(values[j] * inverse, table);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -246,13 +248,14 @@ AVX512 static void block_encode_avx512(const float *restrict values, float absma
         base[h] = _mm512_loadu_si512(segments + 160 + 16 * h);
         count[h] = _mm512_loadu_si512(segments + 192 + 16 * h);
     }
-    __m512 scale = _mm512_set1_ps(absmax), margin = _mm512_set1_ps(SEGMENT_MARGIN);
+    float inverse = 1.0f / absmax;
+    __m512 scale = _mm512_set1_ps(inverse), margin = _mm512_set1_ps(SEGMENT_MARGIN);
     __m512i magnitude_mask = _mm512_set1_epi32(0x7fffffff), zero = _mm512_setzero_si512();
     __m512i offset = _mm512_set1_epi32(LOWEST_EXPONENT - 1), top = _mm512_set1_epi32(TOP_BINADE);
     __m512i five = _mm512_set1_epi32(5), ten = _mm512_set1_epi32(10);
     int64_t j = 0;
     for (; j + 16 <= size; j += 16) {
-        __m512 y = _mm512_div_ps(_mm512_loadu_ps(values + j), scale);
+        __m512 y = _mm512_mul_ps(_mm512_loadu_ps(values + j), scale);
         __m512i bits = _mm512_castps_si512(y);
         __mmask16 negative = _mm512_cmplt_epi32_mask(bits, zero);
         __m512i binade = _mm512_sub_epi32(_mm512_srli_epi32(_mm512_and_si512(bits, magnitude_mask), 23), offset);
@@ -273,7 +276,7 @@ AVX512 static void block_encode_avx512(const float *restrict values, float absma
         __mmask16 unsure = _mm512_cmp_ps_mask(off, margin, _CMP_NGE_UQ); /* closer than the margin, or NaN */
         for (; unsure; unsure &= (__mmask16)(unsure - 1)) {
             int lane = __builtin_ctz(unsure);
-            codes[j + lane] = encode_one(values[j + lane] / absmax, table);
+            codes[j + lane] = encode_one(values[j + lane] * inverse, table);
         }
     }
     if (j < size) block_encode(values + j, absmax, size - j, table, codes + j);
@@ -371,7 +374,7 @@ void swift_adamw_8bit_f32(float *p, const float *g, uint8_t *m_codes, float *m_a
     }
 }
 
-/* codes[i] = the code of values[i] / absmax (what a step does to each block's new moments); vector as above. */
+/* codes[i] = the code of values[i] * (1 / absmax) (what a step does to each block's new moments); vector as above. */
 void swift_encode_f32(const float *values, int64_t n, float absmax, const int32_t *table, uint8_t *codes, int vector) {
 #ifdef AVX512_PATH
     if (vector && __builtin_cpu_supports("avx512f")) {

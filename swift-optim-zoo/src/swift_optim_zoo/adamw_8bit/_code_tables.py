@@ -1,6 +1,6 @@
 """The lookup table that gives the nearest dynamic-map code of a value in one read, for the C kernel of ``adamw_8bit``.
 
-:func:`~swift_optim_zoo.adamw_8bit.quantization.quantize_blockwise` encodes ``y = x / absmax`` as
+:func:`~swift_optim_zoo.adamw_8bit.quantization.quantize_blockwise` encodes ``y = x * (1 / absmax)`` as
 ``bucketize(y, midpoints, right=True)`` (the number of midpoints ``<= y``). Here the float32 line is cut into buckets
 by the bits of ``y``: its sign, its exponent (from 2^-24, below every midpoint of both maps, up to 1) and the top
 ``MANTISSA_BITS`` bits of its mantissa. A bucket is narrow enough to hold at most one midpoint (checked when the
@@ -10,7 +10,9 @@ midpoint inside the bucket (mirrored, ``0xFFFF - bits``, for negative buckets, w
 rise; ``0x10000``, never reached, when there is none). Then ``code(y) = base + (t >= key)``, ``t`` the low 16 bits
 of ``|y|`` (mirrored likewise for a negative ``y``). The table is computed with ``torch.bucketize`` itself at each
 bucket's ends, so the codes are exactly the torch rule's. ``_native_adamw_8bit.c`` computes the bucket of ``y``
-with the same constants.
+with the same constants. Its scalar loop reads this table for every value; its AVX-512 loop finds codes by arithmetic
+(:mod:`~swift_optim_zoo.adamw_8bit._code_segments`, whose tables follow this one) and reads it only for the values
+that arithmetic leaves undecided.
 """
 
 from __future__ import annotations

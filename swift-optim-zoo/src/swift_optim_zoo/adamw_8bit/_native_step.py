@@ -80,7 +80,7 @@ def _fits(param: torch.Tensor, grad: torch.Tensor, exp_avg_codes: torch.Tensor, 
 
 
 def encode(values: torch.Tensor, absmax: float, table: torch.Tensor, *, vector: bool = True) -> torch.Tensor | None:
-    """The uint8 codes the kernel writes for ``values / absmax`` (1-D float32) with a :func:`code_table`, or
+    """The uint8 codes the kernel writes for ``values * (1 / absmax)`` (1-D float32) with a :func:`code_table`, or
     ``None`` if the library could not be built: the encoding alone, for tests against ``torch.bucketize``."""
     kernel = _native.bound("swift_encode_f32", [_PTR, _I64, ctypes.c_float, _PTR, _PTR, _INT])
     if kernel is None:

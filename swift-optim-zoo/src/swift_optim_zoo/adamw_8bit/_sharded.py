@@ -112,7 +112,8 @@ def sharded_8bit_step(items: list[tuple[torch.Tensor, dict[str, Any], Mapping[st
         for key, values, block_max, bounds in (("exp_avg", m, absmax[0], signed_bounds),
                                                ("exp_avg_sq", v, absmax[1], unsigned_bounds)):
             block_max = block_max.clamp(min=ABSMAX_MIN)
-            state[f"{key}_codes"].copy_(torch.bucketize(values / block_max[index], bounds, right=True).to(torch.uint8))
+            scaled = values * block_max.reciprocal()[index]  # quantize_blockwise's arithmetic
+            state[f"{key}_codes"].copy_(torch.bucketize(scaled, bounds, right=True).to(torch.uint8))
             state[f"{key}_absmax"].copy_(block_max)
 
 

@@ -2,7 +2,7 @@
 arXiv:2110.02861), the format bitsandbytes and torchao keep 8-bit optimizer states in.
 
 A tensor is cut into blocks of ``block_size`` consecutive elements; each block stores its absolute maximum
-(float32) and, per element, the index (uint8) of the map entry nearest to ``x / absmax``. The map has 256 sorted
+(float32) and, per element, the index (uint8) of the map entry nearest to ``x * (1 / absmax)``. The map has 256 sorted
 values in [-1, 1] (signed) or [0, 1] (unsigned): for each decimal exponent ``e = -6 .. 0`` a run of values
 ``10^e * m``, ``m`` the midpoints of an even split of [0.1, 1] into ``2^(e+6)`` (signed, each also negated) or
 ``2^(e+7)`` (unsigned) pieces, plus 0 and 1. Small magnitudes get many codes, so the second moment's wide range
@@ -44,9 +44,13 @@ def midpoints(code_map: torch.Tensor) -> torch.Tensor:
 
 
 def quantize_blockwise(values: torch.Tensor, boundaries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``values`` ``[blocks, block_size]`` -> (uint8 codes of the same shape, float32 absmax ``[blocks]``)."""
+    """``values`` ``[blocks, block_size]`` -> (uint8 codes of the same shape, float32 absmax ``[blocks]``).
+
+    The code of ``x`` is the nearest map value's to ``x * (1 / absmax)``: a multiply by the block's reciprocal, as
+    bitsandbytes scales (torchao divides; the two differ only where a value rounds onto a decision boundary), which
+    spares the C kernel a division per element."""
     absmax = values.abs().amax(dim=-1, keepdim=True).clamp(min=1e-12)
-    codes = torch.bucketize(values / absmax, boundaries, right=True)
+    codes = torch.bucketize(values * absmax.reciprocal(), boundaries, right=True)
     return codes.to(torch.uint8), absmax.squeeze(-1).float()
 
 
