@@ -44,7 +44,8 @@ def test_matches_torchao_adamw8bit(fused: bool) -> None:
 def test_close_to_bitsandbytes_adamw8bit() -> None:
     """bitsandbytes' CPU kernel lands 2.5e-3 away from torchao (and from this class) after 20 steps at lr 1e-2,
     about half of what separates either from fp32 AdamW: it rounds some moments to other codes. The zoo follows
-    torchao, whose arithmetic is documented in Python; this bounds the distance to bitsandbytes."""
+    torchao's rule, whose arithmetic is documented in Python (scaling a block by its reciprocal, as bitsandbytes does,
+    where torchao divides); this bounds the distance to bitsandbytes."""
     bnb = pytest.importorskip("bitsandbytes", reason="bitsandbytes is not installed")
     to_bnb = lockstep(lambda p: AdamW8bit(p, lr=1e-2), lambda p: bnb.optim.AdamW8bit(p, lr=1e-2), shapes=SHAPES)
     to_fp32 = lockstep(lambda p: AdamW8bit(p, lr=1e-2), lambda p: torch.optim.AdamW(p, lr=1e-2), shapes=SHAPES)
