@@ -101,8 +101,10 @@ GOALS = [  # (optimizer, limit on the state ratio, text)
     ("apollo_mini", 0.02, "APOLLO-Mini state <= 2% of AdamW"),
     ("muon", 0.55, "Muon state <= 55% of AdamW"),
     ("lion", 0.55, "Lion state <= 55% of AdamW"),
+    ("adamw_8bit", 0.27, "AdamW-8bit state <= 27% of AdamW"),
 ]
 STEP_GOAL = 1.5
+OWN_STEP_GOALS = {"adamw_8bit": 2.0}  # optimizers the issue gives a step goal of their own (8-bit: decode + encode)
 NOTES = """### Reading the numbers
 
 * The machine is shared (2 vCPUs, several engineers' jobs): absolute times move by 2-5x between
@@ -675,7 +677,7 @@ def main() -> None:
             "met on the hidden 2048x2048 matrices, as the goal is stated; not on the whole model" if targ <= limit
             else "not met")
         goal_rows.append([text, f"{whole:.1%}", f"{targ:.1%}", verdict])
-    direct, method_bound, slow, reported = [], [], [], []
+    direct, method_bound, slow, reported, own_goals = [], [], [], [], []
     for name, runs in sorted(variants.items()):
         if runs[0]["distribution"] != "swift-optim-zoo":
             continue  # a third-party plugin (examples/my-swift-loss): in the table, not in the catalogue's goals
@@ -684,6 +686,12 @@ def main() -> None:
             reported.append(f"{name} ({_fmt_ratio(best['vs_fused'])}: {METHOD_COST[name]})")
             continue
         best = min(runs, key=lambda r: r["vs_fused"])
+        if name in OWN_STEP_GOALS:
+            limit = OWN_STEP_GOALS[name]
+            own_goals.append([f"{name} steady step <= {limit}x fused AdamW", "", "",
+                              f"{'met' if best['vs_fused'] <= limit else 'not met'}: "
+                              f"{_fmt_ratio(best['vs_fused'])}{_variant(best)}"])
+            continue
         if best["vs_fused"] <= STEP_GOAL:
             direct.append(f"{name} ({_fmt_ratio(best['vs_fused'])}{_variant(best)})")
             continue
@@ -698,6 +706,7 @@ def main() -> None:
                       "within the goal once that is taken out: " + (", ".join(method_bound) or "none")])
     goal_rows.append(["... the methods the issue names as costing more", "", "", ", ".join(reported) or "none"])
     goal_rows.append(["... exceeded", "", "", ", ".join(slow) or "none"])
+    goal_rows.extend(own_goals)
     lines.append(markdown_table(["goal", "whole model", "targeted params", "verdict"], goal_rows))
     if muon_cmp is not None:
         ratio = muon_cmp["ours_s"] / muon_cmp["torch_s"]

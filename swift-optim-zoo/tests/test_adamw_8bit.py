@@ -215,7 +215,7 @@ def test_table_encoding_is_torch_bucketize_exactly(signed: bool, vector: bool) -
     spread = torch.rand(20_000, generator=gen) * torch.pow(10.0, -torch.rand(20_000, generator=gen) * 9)
     special = torch.tensor([0.0, -0.0, 1.0, -1.0, 1e-9, -1e-9, 2.0**-24, -(2.0**-24), 1e-30, float("nan")])
     values = torch.cat([edges, up, down, spread, -spread, special]).float()
-    values = values[values.abs() <= 1].contiguous()  # y = x / absmax never leaves [-1, 1]
+    values = values[values.abs() <= 1].contiguous()  # past +-1: the test after the next
     values = torch.cat([values, torch.tensor([float("nan")])])
     got = encode(values, 1.0, code_table(bounds), vector=vector)
     expected = torch.bucketize(values, bounds, right=True).to(torch.uint8)
@@ -264,6 +264,25 @@ def test_arithmetic_encoding_is_exact_on_every_float32(signed: bool, negative: b
         got = encode(values, 1.0, table, vector=True)
         expected = torch.bucketize(values, bounds, right=True).to(torch.uint8)
         assert torch.equal(got, expected), (values[got != expected][:5], got[got != expected][:5])
+
+
+@pytest.mark.parametrize("vector", [True, False])
+@pytest.mark.parametrize("signed", [True, False])
+def test_values_past_one_take_the_end_codes(signed: bool, vector: bool) -> None:
+    """A step's x * (1 / absmax) stays in [-1, 1] (round to nearest: absmax * fl(1 / absmax) <= 1), but the encode is
+    exact on any float: the 2000 floats above 1 (and below -1), 2, 1e30 and the infinities encode as torch.bucketize
+    does, to the end codes."""
+    from swift_optim_zoo.adamw_8bit._code_tables import code_table
+    from swift_optim_zoo.adamw_8bit._native_step import encode
+
+    _native_or_skip()
+    bounds = midpoints(dynamic_map(signed))
+    past = (torch.tensor([1.0]).view(torch.int32) + torch.arange(1, 2001, dtype=torch.int32)).view(torch.float32)
+    values = torch.cat([past, -past, torch.tensor([2.0, -2.0, 1e30, -1e30, float("inf"), float("-inf")])])
+    got = encode(values, 1.0, code_table(bounds), vector=vector)
+    expected = torch.bucketize(values, bounds, right=True).to(torch.uint8)
+    assert torch.equal(got, expected), (values[got != expected][:5], got[got != expected][:5])
+    assert set(expected.tolist()) == {0, 255}
 
 
 def test_segment_tables_refuse_midpoints_without_the_decade_structure() -> None:
