@@ -106,8 +106,9 @@ class AdamW8bit(ZooOptimizer):
 
     Written in torch ops: it runs on CPU and CUDA alike. ``fused=True`` runs it as one C kernel per tensor for
     float32 CPU parameters (:mod:`~swift_optim_zoo.adamw_8bit._native_step`: each block decoded, stepped and encoded
-    while in cache, a code found with two table reads), which is what keeps the 8-bit step within 2x of fused AdamW
-    on a CPU; elsewhere (bf16 parameters, CUDA) it compiles the rule into one pass (:mod:`swift_optim_zoo._fused`).
+    while in cache, a code found with one table read or, with AVX-512, by arithmetic on the map's decades), which is
+    what keeps the 8-bit step within 2x of fused AdamW on an AVX-512 CPU (``benchmarks/bench_optimizers.py``:
+    1.8-1.9x); elsewhere (bf16 parameters, CUDA) it compiles the rule into one pass (:mod:`swift_optim_zoo._fused`).
     ``bf16_stochastic_rounding=True`` (bf16 parameters only) writes the float32 result back with stochastic
     rounding (torchao's ``bf16_stochastic_round``), so updates smaller than a bf16 ulp are not lost; the random bits
     come from torch's global generator, so a resumed run is the same only where that generator's state is
