@@ -215,7 +215,7 @@ def test_table_encoding_is_torch_bucketize_exactly(signed: bool, vector: bool) -
     spread = torch.rand(20_000, generator=gen) * torch.pow(10.0, -torch.rand(20_000, generator=gen) * 9)
     special = torch.tensor([0.0, -0.0, 1.0, -1.0, 1e-9, -1e-9, 2.0**-24, -(2.0**-24), 1e-30, float("nan")])
     values = torch.cat([edges, up, down, spread, -spread, special]).float()
-    values = values[values.abs() <= 1].contiguous()  # past +-1: the test after the next
+    values = values[values.abs() <= 1].contiguous()  # past +-1: test_values_past_one_take_the_end_codes
     values = torch.cat([values, torch.tensor([float("nan")])])
     got = encode(values, 1.0, code_table(bounds), vector=vector)
     expected = torch.bucketize(values, bounds, right=True).to(torch.uint8)
